@@ -1,0 +1,39 @@
+# Two entry points for a fresh Debian/Ubuntu machine: `make demo` and `make test`.
+# Each installs what it needs: uv (from PyPI), the locked Python environment in .venv/,
+# and redis-server / redis-check-rdb from the distribution.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTEST_ARGS ?=
+
+.PHONY: help demo test lint unit bench deps system-deps clean
+
+help:
+	@echo "make demo   back up a throwaway Redis session store into ./backups (Prefect ephemeral mode)"
+	@echo "make test   lint, type-check and run every test against real servers"
+	@echo "make bench  measure backups of ~100 MB and ~1 GB against the runbook pipeline"
+
+.venv/.synced: pyproject.toml uv.lock
+	@UV="$$(infra/install-uv.sh)" && "$$UV" sync --frozen --quiet
+	@touch $@
+
+deps: .venv/.synced
+
+system-deps:
+	@infra/install-system-deps.sh
+
+demo: deps system-deps
+	.venv/bin/redis-dr demo
+
+lint: deps
+	.venv/bin/ruff check .
+	.venv/bin/mypy
+
+test: deps system-deps lint
+	.venv/bin/pytest $(PYTEST_ARGS)
+
+bench: deps system-deps
+	.venv/bin/python benchmarks/backup_bench.py --sizes 100MB,1GB
+
+clean:
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

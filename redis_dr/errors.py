@@ -1,0 +1,60 @@
+"""One exception tree for redis-dr.
+
+Every error a user can meet is a `RedisDRError` whose `str()` is one line that
+names what is wrong and what to do. Tasks retry `TransientError` only;
+`PermanentError` fails at once.
+"""
+
+from __future__ import annotations
+
+
+class RedisDRError(Exception):
+    """Base of every error redis-dr raises on purpose."""
+
+    exit_code = 1
+
+
+class TransientError(RedisDRError):
+    """May succeed if tried again: timeouts, dropped connections, throttling."""
+
+    exit_code = 75  # EX_TEMPFAIL
+
+
+class PermanentError(RedisDRError):
+    """Will fail the same way again until a person changes something."""
+
+
+class ConfigError(PermanentError):
+    """Bad input: a malformed URL, an unknown option, a missing setting."""
+
+    exit_code = 2
+
+
+class NotFoundError(PermanentError):
+    """A bucket, object, backup or instance that does not exist."""
+
+    exit_code = 3
+
+
+class AlreadyExistsError(PermanentError):
+    """A create-only write found the key already taken."""
+
+
+class AccessDeniedError(PermanentError):
+    """Authentication or authorisation refused (wrong password, NOPERM, 403)."""
+
+    exit_code = 4
+
+
+class UnsupportedError(PermanentError):
+    """The server does not offer what this path needs (managed Redis, old version)."""
+
+
+class IntegrityError(PermanentError):
+    """Data does not match what was recorded: checksum, size or format."""
+
+    exit_code = 5
+
+
+class ServerFailureError(PermanentError):
+    """The Redis server itself failed an operation (e.g. a failed BGSAVE, MISCONF)."""

@@ -1,0 +1,84 @@
+"""Reading a backup back: storage -> hash -> decrypt -> decompress -> hash, verified.
+
+Every byte is checked against the manifest's sha256 of the stored and of the
+original data; a file is only placed at its destination once both matched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from redis_dr.catalog import Catalog
+from redis_dr.config import AGE_IDENTITY_ENV
+from redis_dr.errors import AlreadyExistsError, ConfigError, IntegrityError
+from redis_dr.manifest import Manifest, StoredFile
+from redis_dr.pipeline import Tally, decompress, decrypt, parse_identities, prefetch
+from redis_dr.progress import track
+from redis_dr.storage import Storage
+
+
+def identities_from_env(env: Mapping[str, str] | None = None) -> list[Any]:
+    """age identities from REDIS_DR_AGE_IDENTITY: the key itself or the path of a key file."""
+    value = (os.environ if env is None else env).get(AGE_IDENTITY_ENV, "").strip()
+    if not value:
+        return []
+    if not value.startswith("AGE-SECRET-KEY-"):
+        path = Path(value)
+        if not path.is_file():
+            raise ConfigError(f"{AGE_IDENTITY_ENV} is neither an age key nor a readable key file")
+        value = path.read_text()
+    return parse_identities(value)
+
+
+def read_file(
+    storage: Storage, manifest: Manifest, stored: StoredFile, identities: list[Any]
+) -> Iterator[bytes]:
+    """Yield the original bytes of one file of a backup; raise IntegrityError on any mismatch."""
+    if stored.encrypted_to and not identities:
+        raise ConfigError(
+            f"backup {manifest.id} is encrypted: set {AGE_IDENTITY_ENV} to the age identity "
+            "(or the path of its key file) of one of its recipients"
+        )
+    key = Catalog(storage, manifest.instance).data_key(manifest.id, stored.name)
+    where = f"backup {manifest.instance}/{manifest.id} ({stored.name})"
+    stored_tally, raw_tally = Tally(), Tally()
+    data = stored_tally.tap(prefetch(storage.get(key)))
+    if stored.encrypted_to:
+        data = decrypt(data, identities)
+    try:
+        yield from raw_tally.tap(
+            track(decompress(data, stored.compression), f"{manifest.id}", stored.raw_size)
+        )
+    except IntegrityError as exc:
+        raise IntegrityError(f"{where} is corrupt: {exc}") from None
+    if (stored_tally.size, stored_tally.sha256) != (stored.stored_size, stored.stored_sha256):
+        raise IntegrityError(f"{where} is corrupt: stored bytes do not match the manifest's checksum")
+    if (raw_tally.size, raw_tally.sha256) != (stored.raw_size, stored.raw_sha256):
+        raise IntegrityError(f"{where} is corrupt: restored bytes do not match the manifest")
+
+
+def fetch_to_file(storage: Storage, manifest: Manifest, output: Path, identities: list[Any]) -> Path:
+    """Write a backup's RDB to `output` (which must not exist) after verifying every byte."""
+    if len(manifest.files) != 1:
+        raise ConfigError(f"backup {manifest.id} has {len(manifest.files)} files; fetch one RDB")
+    output = output.absolute()
+    if output.exists():
+        raise AlreadyExistsError(f"{output} already exists: choose a new path (nothing overwritten)")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "xb") as sink:
+            for chunk in read_file(storage, manifest, manifest.files[0], identities):
+                sink.write(chunk)
+            sink.flush()
+            os.fsync(sink.fileno())
+        try:
+            os.link(partial, output)
+        except FileExistsError:
+            raise AlreadyExistsError(f"{output} appeared meanwhile: nothing overwritten") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return output

@@ -1,0 +1,139 @@
+"""Translate redis-py and socket exceptions into the redis-dr error tree, one line each."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from typing import Literal
+
+import redis.exceptions as rex
+
+from redis_dr.errors import (
+    AccessDeniedError,
+    PermanentError,
+    RedisDRError,
+    ServerFailureError,
+    TransientError,
+    UnsupportedError,
+)
+from redis_dr.redis.connection import RedisEndpoint
+
+Mode = Literal["stream", "bgsave"]
+
+#: ACL rules a backup user needs, per snapshot mode.
+PERMISSIONS: dict[Mode, str] = {
+    "stream": "+sync +replconf +ping +info",
+    "bgsave": "+bgsave +lastsave +info +config|get",
+}
+_OTHER_MODE: dict[Mode, Mode] = {"stream": "bgsave", "bgsave": "stream"}
+_STREAM_COMMANDS = {"SYNC", "PSYNC", "REPLCONF"}
+_BGSAVE_COMMANDS = {"BGSAVE", "LASTSAVE", "CONFIG"}
+
+
+def translate(
+    exc: BaseException, endpoint: RedisEndpoint, action: str, *, mode: Mode | None = None
+) -> RedisDRError:
+    """Map `exc`, raised while doing `action` (e.g. "SYNC", "BGSAVE"), to one clear error.
+
+    `mode` selects which ACL permissions a NOPERM message names; by default it
+    is guessed from the command in `action`.
+    """
+    if isinstance(exc, RedisDRError):
+        return exc
+    where = endpoint.address
+    text = _first_line(exc)
+    upper = text.upper()
+    mode = mode or _guess_mode(action)
+
+    if isinstance(exc, rex.NoPermissionError) or upper.startswith("NOPERM"):
+        return AccessDeniedError(_noperm_message(where, action, mode))
+    if (
+        isinstance(exc, rex.AuthenticationError | rex.AuthenticationWrongNumberOfArgsError)
+        or upper.startswith(("WRONGPASS", "NOAUTH"))
+        or "INVALID PASSWORD" in upper
+        or "INVALID USERNAME-PASSWORD" in upper
+    ):
+        code = "NOAUTH" if "NOAUTH" in upper or "AUTHENTICATION REQUIRED" in upper else "WRONGPASS"
+        return AccessDeniedError(
+            f"Redis at {where} refused the password ({code}): check REDIS_PASSWORD or the URL"
+        )
+    if isinstance(exc, rex.BusyLoadingError) or upper.startswith("LOADING"):
+        return TransientError(f"Redis at {where} is still loading its dataset: try again shortly")
+    if upper.startswith("MISCONF"):
+        return ServerFailureError(
+            f"Redis at {where} REFUSES WRITES (MISCONF): its last background save failed; "
+            "writes fail until a save succeeds: check the server log and its disk now"
+        )
+    if "UNKNOWN COMMAND" in upper or "UNKNOWN SUBCOMMAND" in upper:
+        return UnsupportedError(_unsupported_message(where, action, mode))
+    if isinstance(exc, rex.ResponseError):
+        return ServerFailureError(f"Redis at {where} refused {action}: {text}")
+    if isinstance(exc, ssl.SSLError) or "SSL" in upper or "CERTIFICATE" in upper:
+        return AccessDeniedError(
+            f"TLS handshake with Redis at {where} failed ({text}): check ssl_ca_certs and the "
+            "server certificate"
+        )
+    if isinstance(exc, rex.TimeoutError | socket.timeout | TimeoutError):
+        return TransientError(f"cannot reach Redis at {where}: timed out during {action}")
+    if isinstance(exc, rex.ConnectionError | OSError):
+        return TransientError(f"cannot reach Redis at {where}: {_reason(exc, text)}")
+    if isinstance(exc, rex.RedisError):
+        return TransientError(f"Redis at {where} failed during {action}: {text}")
+    return PermanentError(f"unexpected error during {action} on Redis at {where}: {text}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _guess_mode(action: str) -> Mode | None:
+    command = action.split()[0].upper() if action.strip() else ""
+    if command in _STREAM_COMMANDS:
+        return "stream"
+    if command in _BGSAVE_COMMANDS:
+        return "bgsave"
+    return None
+
+
+def _noperm_message(where: str, action: str, mode: Mode | None) -> str:
+    if mode is None:
+        need = f"{PERMISSIONS['stream']} (stream mode) or {PERMISSIONS['bgsave']} (bgsave mode)"
+    else:
+        need = f"{PERMISSIONS[mode]} for {mode} mode"
+    return f"NOPERM: Redis at {where} refused {action}: the backup user needs {need}"
+
+
+def _unsupported_message(where: str, action: str, mode: Mode | None) -> str:
+    command = action.split()[0].upper() if action.strip() else action
+    if command == "CONFIG":
+        return (
+            f"Redis at {where} does not allow CONFIG (managed Redis?): give the dump file path "
+            "explicitly (--dump-path) or use --mode stream"
+        )
+    hint = f"use --mode {_OTHER_MODE[mode]} or" if mode else "use"
+    return f"Redis at {where} does not allow {command} (managed Redis?): {hint} the provider's snapshots"
+
+
+def _reason(exc: BaseException, text: str) -> str:
+    chain: list[BaseException] = [exc]
+    while chain[-1].__cause__ or chain[-1].__context__:
+        nxt = chain[-1].__cause__ or chain[-1].__context__
+        if nxt is None or nxt in chain:
+            break
+        chain.append(nxt)
+    for err in chain:
+        if isinstance(err, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(err, socket.gaierror):
+            return f"name resolution failed ({err.strerror or err})"
+        if isinstance(err, ConnectionResetError | BrokenPipeError):
+            return "connection reset by the server"
+    lower = text.lower()
+    if "refused" in lower:
+        return "connection refused"
+    if "name or service not known" in lower or "name resolution" in lower or "nodename" in lower:
+        return "name resolution failed"
+    if "closed" in lower or "reset" in lower:
+        return "connection closed by the server"
+    return text

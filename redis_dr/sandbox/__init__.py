@@ -1,0 +1,1 @@
+"""Throwaway servers on loopback: for the demo, tests, benchmarks and restore tests."""

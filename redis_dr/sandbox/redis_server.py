@@ -1,0 +1,129 @@
+"""A throwaway redis-server process on a free loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+from redis_dr.errors import ConfigError
+from redis_dr.sandbox.ports import free_port, wait_for_port
+
+
+def find_redis_binary(name: str = "redis-server") -> str:
+    """Return the path of a Redis binary, or say how to install it."""
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/bin/{name}", f"/usr/local/bin/{name}") if Path(p).exists()), None
+    )
+    if path is None:
+        raise ConfigError(f"{name} not found: install it with 'apt-get install redis-server redis-tools'")
+    return path
+
+
+class RedisServer:
+    """Start a redis-server in its own directory; stop it and remove the directory on exit.
+
+    `config` lines are passed as command-line options (`{"save": ""}` becomes
+    `--save ""`). The server binds 127.0.0.1 only.
+    """
+
+    def __init__(
+        self,
+        config: dict[str, str] | None = None,
+        *,
+        password: str | None = None,
+        data_dir: Path | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.password = password
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="redis-dr-redis-"))
+        self.config = {"save": "", "appendonly": "no", **(config or {})}
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """redis:// URL without credentials."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 30.0) -> RedisServer:
+        """Start the server and wait until it answers PING."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.data_dir / "redis.conf"
+        lines = [
+            "bind 127.0.0.1",
+            f"port {self.port}",
+            f"dir {self.data_dir}",
+            "daemonize no",
+            "protected-mode yes",
+            f"logfile {self.data_dir / 'redis.log'}",
+        ]
+        if self.password:
+            lines.append(f"requirepass {self.password}")
+        lines += [f"{key} {value if value != '' else chr(34) * 2}" for key, value in self.config.items()]
+        conf.write_text("\n".join(lines) + "\n")
+        conf.chmod(0o600)
+        self._process = subprocess.Popen(
+            [find_redis_binary(), str(conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(self.port, timeout)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    self.client().ping()
+                    break
+                except redis.BusyLoadingError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def client(self, **kwargs: object) -> redis.Redis:
+        """A redis-py client for this server (admin credentials)."""
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, **kwargs)  # type: ignore[arg-type]
+
+    def log(self) -> str:
+        """The server's log so far."""
+        path = self.data_dir / "redis.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        """Stop the server without saving and remove its directory if we created it."""
+        process, self._process = self._process, None  # safe if two threads stop it
+        if process is not None:
+            # NOSAVE: a throwaway server's data is not wanted, and a failing save blocks SIGTERM.
+            with contextlib.suppress(redis.RedisError):
+                self.client(socket_timeout=2, socket_connect_timeout=1).shutdown(nosave=True)
+            process.terminate()
+            try:
+                process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""Prefect tasks: one side effect each, retried only on transient errors."""

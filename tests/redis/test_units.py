@@ -1,0 +1,241 @@
+"""Unit tests: URL parsing, redaction, RDB headers, error translation, INFO parsing."""
+
+from __future__ import annotations
+
+import re
+import socket
+from datetime import UTC, datetime
+
+import pytest
+import redis.exceptions as rex
+
+from redis_dr.errors import (
+    AccessDeniedError,
+    ConfigError,
+    IntegrityError,
+    PermanentError,
+    ServerFailureError,
+    TransientError,
+    UnsupportedError,
+)
+from redis_dr.redis.connection import RedisEndpoint, open_client
+from redis_dr.redis.errors import translate
+from redis_dr.redis.info import max_rdb_version, parse_info
+from redis_dr.redis.rdb import parse_rdb_version
+
+EP = RedisEndpoint.from_url("redis://127.0.0.1:6380/0", env={})
+
+
+# --- URLs -------------------------------------------------------------------
+
+
+def test_plain_url_defaults() -> None:
+    ep = RedisEndpoint.from_url("redis://cache.internal", env={})
+    assert (ep.scheme, ep.host, ep.port, ep.db, ep.username, ep.password) == (
+        "redis",
+        "cache.internal",
+        6379,
+        0,
+        None,
+        None,
+    )
+
+
+def test_url_with_user_password_and_db() -> None:
+    ep = RedisEndpoint.from_url("redis://backup:p%40ss%3Aw@10.0.0.5:6380/2", env={})
+    assert (ep.username, ep.password, ep.host, ep.port, ep.db) == (
+        "backup",
+        "p@ss:w",
+        "10.0.0.5",
+        6380,
+        2,
+    )
+    assert ep.redacted() == "redis://backup:***@10.0.0.5:6380/2"
+
+
+def test_password_from_env_only_when_url_has_none() -> None:
+    env = {"REDIS_PASSWORD": "from-env"}
+    assert RedisEndpoint.from_url("redis://h:1/0", env=env).password == "from-env"
+    assert RedisEndpoint.from_url("redis://:from-url@h:1/0", env=env).password == "from-url"
+    assert RedisEndpoint.from_url("redis://h:1/0", env={}).password is None
+
+
+def test_password_never_in_repr_str_or_redacted() -> None:
+    ep = RedisEndpoint.from_url("rediss://u:hunter2@h:6390/1?ssl_ca_certs=/ca.pem", env={})
+    for text in (repr(ep), str(ep), ep.redacted(), repr(open_client(ep))):
+        assert "hunter2" not in text
+    assert ep.redacted() == "rediss://u:***@h:6390/1?ssl_ca_certs=/ca.pem"
+
+
+def test_tls_and_unix_urls() -> None:
+    ep = RedisEndpoint.from_url("rediss://h:6390?ssl_ca_certs=/etc/ca.pem&ssl_cert_reqs=none", env={})
+    assert (ep.scheme, ep.ssl_ca_certs, ep.ssl_cert_reqs) == ("rediss", "/etc/ca.pem", "none")
+    unix = RedisEndpoint.from_url("unix:///run/redis.sock", env={})
+    assert (unix.scheme, unix.path, unix.address) == ("unix", "/run/redis.sock", "/run/redis.sock")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://h:1",
+        "redis://h:notaport",
+        "redis://h:1/x",
+        "redis://h:1/0?ssl_ca_certs=/x",
+        "rediss://h:1/0?ssl_cert_reqs=maybe",
+        "unix://",
+        "redis://:secret@",
+    ],
+)
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        RedisEndpoint.from_url(url, env={})
+    assert "secret" not in str(info.value)
+
+
+# --- RDB header -------------------------------------------------------------
+
+
+def test_rdb_header() -> None:
+    assert parse_rdb_version(b"REDIS0010\xfa\x09redis-ver") == 10
+    assert parse_rdb_version(b"REDIS0009") == 9
+
+
+@pytest.mark.parametrize("header", [b"", b"REDIS", b"REDIS00", b"redis0010", b"REDIS00a1", b"\x00" * 9])
+def test_not_an_rdb(header: bytes) -> None:
+    with pytest.raises(IntegrityError, match="not an RDB file"):
+        parse_rdb_version(header)
+
+
+@pytest.mark.parametrize(
+    ("version", "rdb"),
+    [("5.0.14", 9), ("6.2.14", 9), ("7.0.15", 10), ("7.2.4", 11), ("7.4.1", 12), ("8.0.2", 12)],
+)
+def test_max_rdb_version(version: str, rdb: int) -> None:
+    assert max_rdb_version(version) == rdb
+
+
+# --- error translation ------------------------------------------------------
+
+
+def refused() -> rex.ConnectionError:
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except OSError as exc:
+            raise rex.ConnectionError("Error 111 connecting to 127.0.0.1:6380. Connection refused.") from exc
+    except rex.ConnectionError as err:
+        return err
+
+
+@pytest.mark.parametrize(
+    ("exc", "action", "kind", "pattern"),
+    [
+        (
+            refused(),
+            "connect",
+            TransientError,
+            r"^cannot reach Redis at 127.0.0.1:6380: connection refused$",
+        ),
+        (rex.TimeoutError("Timeout reading from socket"), "SYNC", TransientError, "timed out"),
+        (
+            socket.gaierror(-2, "Name or service not known"),
+            "connect",
+            TransientError,
+            "name resolution",
+        ),
+        (
+            rex.AuthenticationError("invalid username-password pair or user is disabled."),
+            "connect",
+            AccessDeniedError,
+            r"refused the password \(WRONGPASS\): check REDIS_PASSWORD or the URL",
+        ),
+        (rex.AuthenticationError("Authentication required."), "INFO", AccessDeniedError, "NOAUTH"),
+        (
+            rex.NoPermissionError("this user has no permissions to run the 'replconf' command"),
+            "REPLCONF capa eof",
+            AccessDeniedError,
+            r"needs \+sync \+replconf \+ping \+info for stream mode",
+        ),
+        (
+            rex.ResponseError("NOPERM this user has no permissions to run the 'bgsave' command"),
+            "BGSAVE",
+            AccessDeniedError,
+            r"\+bgsave \+lastsave \+info",
+        ),
+        (
+            rex.ResponseError("unknown command 'SYNC', with args beginning with: "),
+            "SYNC",
+            UnsupportedError,
+            r"does not allow SYNC \(managed Redis\?\): use --mode bgsave or the provider's snaps",
+        ),
+        (
+            rex.ResponseError("ERR unknown command 'BGSAVE'"),
+            "BGSAVE",
+            UnsupportedError,
+            "--mode stream",
+        ),
+        (
+            rex.ResponseError("ERR unknown command 'CONFIG'"),
+            "CONFIG GET",
+            UnsupportedError,
+            "--dump-path",
+        ),
+        (
+            rex.ResponseError("MISCONF Redis is configured to save RDB snapshots, but ..."),
+            "SET",
+            ServerFailureError,
+            "REFUSES WRITES",
+        ),
+        (
+            rex.BusyLoadingError("Redis is loading the dataset in memory"),
+            "INFO",
+            TransientError,
+            "loading",
+        ),
+        (rex.ResponseError("LOADING Redis is loading"), "INFO", TransientError, "loading"),
+        (ValueError("boom"), "INFO", PermanentError, "unexpected error"),
+    ],
+)
+def test_translate(exc: Exception, action: str, kind: type, pattern: str) -> None:
+    err = translate(exc, EP, action)
+    assert type(err) is kind
+    assert "\n" not in str(err)
+    assert re.search(pattern, str(err)), str(err)
+
+
+def test_translate_keeps_our_errors() -> None:
+    err = IntegrityError("x")
+    assert translate(err, EP, "SYNC") is err
+
+
+# --- INFO -------------------------------------------------------------------
+
+INFO = """# Server\r
+redis_version:7.0.15\r
+# Replication\r
+role:master\r
+master_replid:1234567890123456789012345678901234567890\r
+master_repl_offset:42\r
+# Memory\r
+used_memory:1048576\r
+# Persistence\r
+rdb_bgsave_in_progress:1\r
+rdb_last_save_time:1700000000\r
+rdb_last_bgsave_status:ok\r
+aof_enabled:0\r
+aof_rewrite_in_progress:0\r
+# Keyspace\r
+db0:keys=10,expires=2,avg_ttl=0\r
+db5:keys=1,expires=0,avg_ttl=0\r
+"""
+
+
+def test_parse_info() -> None:
+    facts = parse_info(INFO)
+    assert facts.redis_version == "7.0.15"
+    assert facts.replication_id == "1234567890123456789012345678901234567890"  # stays a string
+    assert facts.replication_offset == 42
+    assert facts.keyspace[0].key_count == 10 and facts.keyspace[0].expires == 2 and facts.keyspace[5].key_count == 1
+    assert facts.lastsave == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    assert facts.rdb_bgsave_in_progress and not facts.aof_rewrite_in_progress and facts.busy_saving
+    assert facts.rdb_last_bgsave_status == "ok" and not facts.aof_enabled
