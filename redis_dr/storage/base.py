@@ -10,11 +10,12 @@ chunks, so memory stays bounded whatever the object size.
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from redis_dr.errors import ConfigError
+from redis_dr.errors import ConfigError, RedisDRError
 
 CHUNK_SIZE = 1 << 20
 MiB = 1 << 20
@@ -87,6 +88,23 @@ class Storage(abc.ABC):
     def get_bytes(self, key: str) -> bytes:
         """Read a small object whole."""
         return b"".join(self.get(key))
+
+    def _error(self, exc: Exception, key: str) -> RedisDRError | None:
+        """Our error for an SDK exception raised while working on key, or None to let it pass."""
+        return None
+
+    @contextlib.contextmanager
+    def _translated(self, key: str = "") -> Iterator[None]:
+        """Re-raise SDK exceptions inside the block as the project's own errors."""
+        try:
+            yield
+        except RedisDRError:
+            raise
+        except Exception as exc:
+            ours = self._error(exc, key)
+            if ours is None:
+                raise
+            raise ours from exc
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and connections."""

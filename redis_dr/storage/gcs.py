@@ -102,18 +102,6 @@ class GCSStorage(Storage):
             return PermanentError(f"GCS request failed for {where}: {exc}")
         return None
 
-    @contextlib.contextmanager
-    def _translated(self, key: str = "") -> Iterator[None]:
-        try:
-            yield
-        except RedisDRError:
-            raise
-        except Exception as exc:
-            ours = self._error(exc, key)
-            if ours is None:
-                raise
-            raise ours from exc
-
     def _not_found(self, key: str) -> NotFoundError:
         """GCS says 404 for a missing bucket and a missing object alike: ask which."""
         with contextlib.suppress(Exception):

@@ -124,18 +124,6 @@ class S3Storage(Storage):
             return PermanentError(f"S3 request failed for {where}: {exc}")
         return None
 
-    @contextlib.contextmanager
-    def _translated(self, key: str = "") -> Iterator[None]:
-        try:
-            yield
-        except RedisDRError:
-            raise
-        except Exception as exc:
-            ours = self._error(exc, key)
-            if ours is None:
-                raise
-            raise ours from exc
-
     def _not_found(self, key: str) -> NotFoundError:
         """A HEAD 404 carries no code: ask whether the bucket or the key is missing."""
         try:
