@@ -72,14 +72,14 @@ def open_snapshot(
     """Take a snapshot the way the request asks; yield the server's facts and the raw RDB chunks."""
     client = open_client(endpoint)
     try:
-        facts = read_server_facts(client)
         if request.mode is SnapshotMode.STREAM:
+            facts = read_server_facts(client)
             with replication_snapshot(client) as stream:
                 yield facts, iter(stream)
         else:
             dump = Path(request.dump_path) if request.dump_path else None
-            with bgsave_snapshot(client, dump_path=dump) as chunks:
-                yield read_server_facts(client), iter(chunks)
+            with bgsave_snapshot(client, dump_path=dump) as snapshot:
+                yield snapshot.facts, iter(snapshot)  # facts read when the save completed
     finally:
         client.close()
 
