@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from pathlib import Path
@@ -61,7 +62,16 @@ def test_flow_commits_and_leaves_a_table_artifact(redis_server: RedisServer, tmp
 def test_transient_errors_are_retried_until_redis_comes_back(tmp_path: Path) -> None:
     port = free_port()
     server = RedisServer(port=port)
-    starter = threading.Timer(0.3, server.start)  # Redis appears after the first attempt failed
+    listener = socket.create_server(("127.0.0.1", port))
+
+    def refuse_once_then_start_redis() -> None:
+        """The first attempt meets a server that hangs up; then the real Redis takes the port."""
+        conn, _ = listener.accept()
+        conn.close()
+        listener.close()
+        server.start()
+
+    starter = threading.Thread(target=refuse_once_then_start_redis, daemon=True)
     starter.start()
     try:
         request = build_request(
