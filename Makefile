@@ -13,8 +13,8 @@ help:
 	@echo "make test   lint, type-check and run every test against real servers"
 	@echo "make bench  measure backups of ~100 MB and ~1 GB against the runbook pipeline"
 
-.venv/.synced: pyproject.toml uv.lock
-	@UV="$$(infra/install-uv.sh)" && "$$UV" sync --frozen --quiet
+.venv/.synced: pyproject.toml uv.lock Makefile
+	@UV="$$(infra/install-uv.sh)" && "$$UV" sync --frozen --quiet --compile-bytecode
 	@touch $@
 
 deps: .venv/.synced

@@ -18,7 +18,7 @@ sampled over the whole process tree (sum of RSS of the process and its
 descendants, every 100 ms), and reported next to the kernel's ru_maxrss (the
 largest single process). For redis-dr the manifest's `duration_seconds` is the
 "data path" time. Also measures the raw stage rates (`redis-cli --rdb`, `gzip
--6`, `zstd -3 -T2`) on the largest dataset.
+-6`, `zstd -1 -T2`) on the largest dataset.
 
 Everything binds 127.0.0.1; all processes and temp dirs are removed on exit.
 Secrets go through the environment only, never argv. Results are printed as
@@ -324,7 +324,7 @@ def stage_rates(bench: Bench) -> dict[str, dict[str, float]]:
     rates["redis-cli --rdb"] = {"wall_s": m.wall_s, "mb_s": raw / MB / m.wall_s, "out_bytes": raw}
     for label, argv in (
         ("gzip -6", ["gzip", "-6", "-c", str(rdb)]),
-        ("zstd -3 -T2", ["zstd", "-3", "-T2", "-q", "-c", str(rdb)]),
+        ("zstd -1 -T2", ["zstd", "-1", "-T2", "-q", "-c", str(rdb)]),
     ):
         out = bench.work / "stage.out"
         m = run_measured(argv, timeout=bench.timeout, stdout_path=out)

@@ -7,7 +7,7 @@ from typing import Any
 
 from cli.common import move_password_to_env
 from cli.output import enable_progress_bars, human_size, say
-from cli.prefect_runtime import quiet_prefect_console
+from cli.prefect_runtime import prefect_api
 from redis_dr.config import BackupRequest, SnapshotMode, build_request, load_environment
 from redis_dr.errors import ConfigError
 from redis_dr.pipeline import Compression
@@ -69,11 +69,11 @@ def run(args: argparse.Namespace) -> int:
         f"backing up {request.instance} from {request.redis_url} ({request.mode.value} mode, "
         f"{request.compression.value}) to {request.storage[0]}"
     )
-    enable_progress_bars()
-    quiet_prefect_console()
-    from flows.backup import backup
+    with prefect_api():
+        enable_progress_bars()
+        from flows.backup import backup
 
-    manifest = backup(request)
+        manifest = backup(request)
     say(
         f"committed backup {manifest.id}: {manifest.source.total_keys:,} keys, "
         f"{human_size(manifest.raw_size)} RDB -> {human_size(manifest.stored_size)} stored "

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.output import human_size, say
-from cli.prefect_runtime import quiet_prefect_console
+from cli.prefect_runtime import prefect_api
 from redis_dr.catalog import Catalog
 from redis_dr.config import build_request
 from redis_dr.sandbox.redis_server import RedisServer
@@ -25,10 +25,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Start Redis, fill it, run the backup flow (Prefect ephemeral mode), list, clean up."""
+    """Start Redis, fill it, run the backup flow (temporary local Prefect API), list, clean up."""
     backups = args.backups.absolute()
     storage_url = f"file://{backups}"
-    with RedisServer() as server:
+    with prefect_api(), RedisServer() as server:  # the API starts while the store fills
         say(f"1/4 started a throwaway redis-server on {server.url} (data in {server.data_dir})")
         started = time.monotonic()
         summary = populate_session_store(server.client(), sessions=args.sessions, seed=42)
@@ -37,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
             f"2/4 loaded a web session store: {keys:,} keys ({summary.sessions:,} sessions with TTLs, "
             f"{summary.users:,} user hashes, sets, sorted sets, lists) in {time.monotonic() - started:.1f} s"
         )
-        say("3/4 running the backup flow in Prefect's ephemeral mode (no server needed)...")
-        quiet_prefect_console()
+        say("3/4 running the backup flow on a temporary local Prefect API (no server needed)...")
         from flows.backup import backup
 
         request = build_request(

@@ -1,12 +1,27 @@
-"""Running flows from a terminal: Prefect's console output without tracebacks."""
+"""Running flows from a terminal: a Prefect API to talk to, and console output without tracebacks."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
+
+from redis_dr.errors import TransientError
+from redis_dr.sandbox.ports import free_port
 
 LOGGING_CONFIG = Path(__file__).with_name("logging.yml")
+_PR_SET_PDEATHSIG = 1
 
 
 class NoTracebacks(logging.Filter):
@@ -27,3 +42,135 @@ def quiet_prefect_console() -> None:
     os.environ.setdefault("PREFECT_LOGGING_SETTINGS_PATH", str(LOGGING_CONFIG))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     import prefect  # noqa: F401  (importing Prefect sets up its logging from the file above)
+
+
+def _stop_with_parent_hook() -> Callable[[], None] | None:
+    """A pre-exec hook that makes the child get SIGTERM when we die, even by SIGKILL (Linux only).
+
+    libc is looked up here, in the parent: the hook itself only makes the system call.
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class TemporaryPrefectApi:
+    """The API server Prefect starts by itself when no API URL is set, started and stopped by us.
+
+    Prefect would start it only when the first flow runs, after this process has
+    imported Prefect; started first, its ~3 s start-up overlaps our imports. It is
+    the same application Prefect runs (its `SubprocessASGIServer`): the REST API
+    without UI or background services, on Prefect's usual local database, bound to
+    127.0.0.1. It dies with this process, even when this process is killed.
+    """
+
+    def __init__(self, startup_timeout: float = 60.0) -> None:
+        self.startup_timeout = startup_timeout
+        self.port = free_port()
+        self._log: IO[bytes] = tempfile.TemporaryFile(prefix="redis-dr-prefect-api-")  # noqa: SIM115 (closed by stop)
+        env = {
+            **os.environ,
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+        }
+        self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_stop_with_parent_hook(),
+        )  # fmt: skip
+
+    @property
+    def api_url(self) -> str:
+        """The URL Prefect clients use: `http://127.0.0.1:PORT/api`."""
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def wait_ready(self) -> str:
+        """Block until the API answers its health check; return its URL."""
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            process = self._process
+            if process is None or process.poll() is not None:
+                raise TransientError(f"the temporary Prefect API did not start: {self._log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return self.api_url
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TransientError(
+                    f"the temporary Prefect API did not answer within {self.startup_timeout:.0f}s "
+                    "(busy machine?); or set PREFECT_API_URL to a running Prefect server"
+                )
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop the server (it finishes its requests first) and forget it."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        self._log.close()
+
+    def _log_tail(self) -> str:
+        self._log.seek(0)
+        lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
+        return lines[-1] if lines else "it exited without a message"
+
+
+def _deliver_pending_logs_and_events() -> None:
+    """Let Prefect send its queued run logs and events before the API they go to stops."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=5)
+    EventsWorker.drain_all(timeout=5)
+
+
+@contextlib.contextmanager
+def prefect_api() -> Iterator[None]:
+    """Give the flows run in this block a Prefect API.
+
+    A configured one (PREFECT_API_URL in the environment or the Prefect profile,
+    or a test harness) is used as it is, and so records the runs. Otherwise a
+    `TemporaryPrefectApi` runs for the length of the block, as Prefect's
+    ephemeral mode would, started before Prefect is imported.
+    """
+    server = None
+    if "prefect" not in sys.modules and not os.environ.get("PREFECT_API_URL"):
+        server = TemporaryPrefectApi()
+    try:
+        quiet_prefect_console()
+        from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, get_current_settings, temporary_settings
+
+        settings = get_current_settings()
+        if settings.api.url or not settings.server.ephemeral.enabled:
+            if server is not None:  # the profile names a server (or forbids a temporary one)
+                server.stop()
+            yield
+            return
+        if server is None:
+            server = TemporaryPrefectApi()
+        # No "View at <UI link>" lines: this server has no UI and is gone when we exit.
+        with temporary_settings(updates={PREFECT_API_URL: server.wait_ready(), PREFECT_UI_URL: ""}):
+            try:
+                yield
+            finally:
+                _deliver_pending_logs_and_events()
+    finally:
+        if server is not None:
+            server.stop()
