@@ -19,6 +19,7 @@ from typing import IO
 
 from redis_dr.errors import TransientError
 from redis_dr.sandbox.ports import free_port
+from redis_dr.sandbox.processes import stop_process
 
 LOGGING_CONFIG = Path(__file__).with_name("logging.yml")
 _PR_SET_PDEATHSIG = 1
@@ -118,12 +119,7 @@ class TemporaryPrefectApi:
         process, self._process = self._process, None
         if process is None:
             return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, grace=10)
         self._log.close()
 
     def _log_tail(self) -> str:

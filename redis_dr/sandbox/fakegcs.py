@@ -14,6 +14,7 @@ from types import TracebackType
 
 from redis_dr.errors import ConfigError
 from redis_dr.sandbox.ports import free_port, wait_for_port
+from redis_dr.sandbox.processes import stop_process
 
 
 def find_fake_gcs_binary() -> str:
@@ -108,12 +109,7 @@ class FakeGCS:
     def stop(self) -> None:
         """Stop the server and remove its log."""
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            stop_process(self._process, grace=5)
             self._process = None
         if self._log is not None:
             self._log.unlink(missing_ok=True)

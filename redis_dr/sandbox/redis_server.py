@@ -14,6 +14,7 @@ import redis
 
 from redis_dr.errors import ConfigError
 from redis_dr.sandbox.ports import free_port, wait_for_port
+from redis_dr.sandbox.processes import stop_process
 
 
 def find_redis_binary(name: str = "redis-server") -> str:
@@ -108,12 +109,7 @@ class RedisServer:
             # NOSAVE: a throwaway server's data is not wanted, and a failing save blocks SIGTERM.
             with contextlib.suppress(redis.RedisError):
                 self.client(socket_timeout=2, socket_connect_timeout=1).shutdown(nosave=True)
-            process.terminate()
-            try:
-                process.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, grace=3)
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from redis_dr.errors import ConfigError
 from redis_dr.sandbox.ports import free_port, wait_for_port
+from redis_dr.sandbox.processes import stop_process
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -169,12 +170,7 @@ class SeaweedFS:
         subscription to end; the data is thrown away anyway, so SIGKILL after 2 s.
         """
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            stop_process(self._process, grace=2)
             self._process = None
         tmp = Path(tempfile.gettempdir())
         for port in self.ports.values():
