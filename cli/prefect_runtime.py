@@ -86,6 +86,7 @@ class TemporaryPrefectApi:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             preexec_fn=_stop_with_parent_hook(),
+            start_new_session=True,  # Ctrl-C interrupts the command, which then stops the server in order
         )  # fmt: skip
 
     @property

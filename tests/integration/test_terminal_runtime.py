@@ -103,3 +103,37 @@ def test_killing_the_command_stops_its_temporary_api(redis_factory, tmp_path: Pa
     while any(is_alive(pid) for pid in api_servers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(is_alive(pid) for pid in api_servers)
+
+
+def test_ctrl_c_interrupts_the_backup_and_then_stops_the_api_in_order(redis_factory, tmp_path: Path) -> None:
+    server = redis_factory({"rdb-key-save-delay": "2000"})
+    populate_session_store(server.client(), sessions=4000, seed=6)
+    store = f"file://{tmp_path / 'store'}"
+    env = terminal_env(tmp_path / "prefect-home")
+    process = subprocess.Popen(
+        [CLI, "backup", "--redis-url", server.url, "--storage", store, "--instance", "sessions"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, like a job in a terminal
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not server.client().info("persistence").get("rdb_bgsave_in_progress"):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        api_servers = children_of(process.pid)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "redis-dr: interrupted; nothing was committed by the interrupted step"
+    assert "Error logging to API" not in err
+    assert "Traceback" not in err
+    assert api_servers and not any(is_alive(pid) for pid in api_servers)
+    listing = subprocess.run(
+        [CLI, "list", "--storage", store, "--instance", "sessions", "--json"],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert listing.stdout.strip() == "[]"
