@@ -22,10 +22,14 @@ from redis_dr.errors import ConfigError, IntegrityError
 
 CHUNK = 1 << 20
 #: Level 1, not zstd's default 3: on encrypted-looking session data it stores 1.8 % more bytes
-#: but needs ~40 % less CPU and ~130 MB less memory (two threads), and the snapshot is bound by
-#: the server's own RDB encoding anyway; CPU left idle is CPU the Redis host keeps
-#: (benchmarks/README.md).
+#: but needs ~40 % less CPU, and the snapshot is bound by the server's own RDB encoding anyway;
+#: CPU left idle is CPU the Redis host keeps (benchmarks/README.md).
 ZSTD_LEVEL = 1
+#: zstd's own worker threads (0: it compresses in the thread that calls it). The backup data
+#: path already runs receiving and compressing in two threads, and level 1 alone compresses
+#: ~480 MB/s, several times what a server streams; the extra workers made the data path slower
+#: on 2 cores (paired runs: 7 %) and took 15-40 MB more memory. Raise it for slower levels.
+ZSTD_THREADS = 0
 GZIP_LEVEL = 6
 
 
@@ -84,8 +88,10 @@ class HeaderTap:
             yield chunk
 
 
-def compress(chunks: Iterable[bytes], codec: Compression, *, threads: int = 2) -> Iterator[bytes]:
-    """Compress a stream: zstd (multi-threaded, level 1), gzip (level 6, `.gz`-compatible) or none."""
+def compress(
+    chunks: Iterable[bytes], codec: Compression, *, threads: int = ZSTD_THREADS
+) -> Iterator[bytes]:
+    """Compress a stream: zstd (level 1, `threads` workers), gzip (level 6, `.gz`-compatible) or none."""
     if codec is Compression.NONE:
         yield from chunks
         return
