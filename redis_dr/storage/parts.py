@@ -16,7 +16,8 @@ def split_parts(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
     for chunk in chunks:
         buffer += chunk
         while len(buffer) >= size:
-            part = bytes(buffer[:size])
+            with memoryview(buffer) as view:
+                part = bytes(view[:size])  # one copy (a bytearray slice would be a second)
             del buffer[:size]
             emitted = True
             yield part
