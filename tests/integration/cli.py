@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
+import time
+from typing import Any
 
 import pytest
 
 from cli.main import main
+from redis_dr.sandbox.redis_server import RedisServer
 
 
 def _point_prefect_console_at_current_stderr() -> None:
@@ -35,3 +39,12 @@ def assert_one_clear_error(err: str, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in line, line
     return line
+
+
+def wait_until_snapshot_runs(server: RedisServer, process: subprocess.Popen[Any], timeout: float = 120) -> None:
+    """Block until `server` writes a snapshot (its fork child runs) while `process` is still running."""
+    deadline = time.monotonic() + timeout
+    while not server.client().info("persistence").get("rdb_bgsave_in_progress"):
+        assert process.poll() is None, "the backup ended before its snapshot started"
+        assert time.monotonic() < deadline, f"no snapshot started within {timeout:.0f}s"
+        time.sleep(0.1)

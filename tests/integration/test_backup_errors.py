@@ -17,7 +17,7 @@ from prefect.settings import PREFECT_API_URL
 from redis_dr.sandbox.ports import free_port
 from redis_dr.sandbox.redis_server import RedisServer
 from redis_dr.sandbox.sessions import populate_session_store
-from tests.integration.cli import assert_one_clear_error, run_cli
+from tests.integration.cli import assert_one_clear_error, run_cli, wait_until_snapshot_runs
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -221,11 +221,7 @@ def test_killed_backup_process_leaves_nothing_listed(
         env={**os.environ, **api},
     )
     try:
-        deadline = time.monotonic() + 120
-        while not server.client().info("persistence").get("rdb_bgsave_in_progress"):
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until_snapshot_runs(server, process)
         time.sleep(1.0)  # the snapshot is streaming into storage now
         process.send_signal(signal.SIGKILL)
     finally:

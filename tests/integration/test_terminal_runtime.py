@@ -18,6 +18,7 @@ import pytest
 
 from redis_dr.sandbox.redis_server import RedisServer
 from redis_dr.sandbox.sessions import populate_session_store
+from tests.integration.cli import wait_until_snapshot_runs
 
 pytestmark = pytest.mark.integration
 
@@ -89,11 +90,7 @@ def test_killing_the_command_stops_its_temporary_api(redis_factory, tmp_path: Pa
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while not server.client().info("persistence").get("rdb_bgsave_in_progress"):
-            assert process.poll() is None, "the backup ended before its snapshot started"
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until_snapshot_runs(server, process)
         api_servers = children_of(process.pid)
         assert api_servers, "no temporary API process under the command"
         process.send_signal(signal.SIGKILL)
@@ -116,11 +113,7 @@ def test_ctrl_c_interrupts_the_backup_and_then_stops_the_api_in_order(redis_fact
         start_new_session=True,  # its own process group, like a job in a terminal
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while not server.client().info("persistence").get("rdb_bgsave_in_progress"):
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until_snapshot_runs(server, process)
         api_servers = children_of(process.pid)
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
         _, err = process.communicate(timeout=60)
