@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     """Start Redis, fill it, run the backup flow (temporary local Prefect API), list, clean up."""
     backups = args.backups.absolute()
     storage_url = f"file://{backups}"
-    with prefect_api(), RedisServer() as server:  # the API starts while the store fills
+    with prefect_api(), RedisServer() as server:  # the API starts while Prefect is imported
         say(f"1/4 started a throwaway redis-server on {server.url} (data in {server.data_dir})")
         started = time.monotonic()
         summary = populate_session_store(server.client(), sessions=args.sessions, seed=42)
