@@ -50,9 +50,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from cli.demo_sessions import populate_session_store  # noqa: E402
 from redis_dr.sandbox.redis_server import RedisServer  # noqa: E402
-from redis_dr.sandbox.seaweedfs import SeaweedFS  # noqa: E402
-from redis_dr.sandbox.sessions import populate_session_store  # noqa: E402
+from tests.servers.seaweedfs import SeaweedFS  # noqa: E402
 
 MB = 1_000_000
 BUCKET = "bench"

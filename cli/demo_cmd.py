@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cli.demo_sessions import populate_session_store
 from cli.output import human_size, say
 from cli.prefect_runtime import prefect_api
 from redis_dr.catalog import Catalog
 from redis_dr.config import build_request
 from redis_dr.sandbox.redis_server import RedisServer
-from redis_dr.sandbox.sessions import populate_session_store
 from redis_dr.storage import open_storage
 
 

@@ -1,1 +1,1 @@
-"""Throwaway servers on loopback: for the demo, tests, benchmarks and restore tests."""
+"""Throwaway redis-server processes on loopback: the restore test, replay and drills run them."""

@@ -14,8 +14,8 @@ from pathlib import Path
 import pyrage
 import pytest
 
+from cli.demo_sessions import populate_session_store
 from redis_dr.sandbox.redis_server import RedisServer
-from redis_dr.sandbox.sessions import populate_session_store
 from tests.integration.cli import run_cli
 from tests.integration.datasets import assert_same_data, check_rdb, start_from_rdb
 

@@ -14,9 +14,9 @@ import pyrage
 import pytest
 from prefect.settings import PREFECT_API_URL
 
+from cli.demo_sessions import populate_session_store
 from redis_dr.sandbox.ports import free_port
 from redis_dr.sandbox.redis_server import RedisServer
-from redis_dr.sandbox.sessions import populate_session_store
 from tests.integration.cli import assert_one_clear_error, run_cli, wait_until_snapshot_runs
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.demo_sessions import populate_session_store
 from redis_dr.sandbox.redis_server import RedisServer
-from redis_dr.sandbox.sessions import populate_session_store
 from tests.integration.cli import wait_until_snapshot_runs
 
 pytestmark = pytest.mark.integration

@@ -14,11 +14,11 @@ import pytest
 
 from redis_dr.errors import AccessDeniedError, AlreadyExistsError, NotFoundError, TransientError
 from redis_dr.sandbox.ports import free_port
-from redis_dr.sandbox.seaweedfs import SeaweedFS
 from redis_dr.storage import Storage, open_storage
 from redis_dr.storage.base import MiB
 from redis_dr.storage.location import StorageLocation
 from redis_dr.storage.s3 import S3Storage
+from tests.servers.seaweedfs import SeaweedFS
 
 pytestmark = pytest.mark.integration
 PART = 5 * MiB

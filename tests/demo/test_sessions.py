@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
+from cli.demo_sessions import SessionStoreSummary, populate_session_store
 from redis_dr.sandbox.redis_server import RedisServer
-from redis_dr.sandbox.sessions import SessionStoreSummary, populate_session_store
 
 pytestmark = pytest.mark.integration
 
