@@ -40,6 +40,7 @@ class StoredSnapshot(BaseModel):
     file: StoredFile
     started_at: datetime
     duration_seconds: float
+    wait_seconds: float | None = None
 
 
 def source_from_facts(facts: ServerFacts, rdb_version: int | None) -> RedisSource:
@@ -101,8 +102,9 @@ def store_snapshot(
     clock = time.monotonic()
     raw, stored = Tally(), Tally()
     header = HeaderTap(RDB_HEADER_SIZE, check=parse_rdb_version)
+    first_byte: list[float] = []
     with open_snapshot(request, endpoint) as (facts, chunks):
-        data = header.tap(raw.tap(prefetch(chunks)))
+        data = header.tap(raw.tap(_note_first_chunk(prefetch(chunks), first_byte)))
         data = compress(data, request.compression)
         if recipients:
             data = encrypt(data, recipients)
@@ -125,7 +127,16 @@ def store_snapshot(
         ),
         started_at=started_at,
         duration_seconds=time.monotonic() - clock,
+        wait_seconds=first_byte[0] - clock if first_byte else None,
     )
+
+
+def _note_first_chunk(chunks: Iterator[bytes], first: list[float]) -> Iterator[bytes]:
+    """Pass chunks through, appending the monotonic time the first one arrived to `first`."""
+    for chunk in chunks:
+        if not first:
+            first.append(time.monotonic())
+        yield chunk
 
 
 def commit_backup(request: BackupRequest, storage: Storage, snapshot: StoredSnapshot) -> Manifest:
@@ -139,6 +150,7 @@ def commit_backup(request: BackupRequest, storage: Storage, snapshot: StoredSnap
         created_at=snapshot.started_at,
         completed_at=datetime.now(UTC),
         duration_seconds=round(snapshot.duration_seconds, 3),
+        wait_seconds=round(snapshot.wait_seconds, 3) if snapshot.wait_seconds is not None else None,
         source=snapshot.source,
         files=[snapshot.file],
         tool_version=__version__,

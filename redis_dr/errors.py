@@ -56,5 +56,9 @@ class IntegrityError(PermanentError):
     exit_code = 5
 
 
+class StorageFullError(PermanentError):
+    """A storage location has no space left (disk full, quota exhausted)."""
+
+
 class ServerFailureError(PermanentError):
     """The Redis server itself failed an operation (e.g. a failed BGSAVE, MISCONF)."""

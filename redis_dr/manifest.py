@@ -101,6 +101,9 @@ class Manifest(BaseModel):
     created_at: datetime
     completed_at: datetime
     duration_seconds: float
+    #: Seconds of `duration_seconds` spent before the server sent its first byte (its fork
+    #: and, for diskless replication, `repl-diskless-sync-delay`): not transfer time.
+    wait_seconds: float | None = None
     source: RedisSource
     files: list[StoredFile]
     tool_version: str
