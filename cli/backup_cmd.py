@@ -11,6 +11,7 @@ from cli.prefect_runtime import prefect_api
 from redis_dr.config import BackupRequest, SnapshotMode, build_request, load_environment
 from redis_dr.errors import ConfigError
 from redis_dr.pipeline import Compression
+from redis_dr.redis.connection import redact_redis_url
 
 
 def register(sub: Any) -> None:
@@ -65,9 +66,10 @@ def _split_label(text: str) -> tuple[str, str]:
 def run(args: argparse.Namespace) -> int:
     """Run the backup flow in this process and report the committed backup."""
     request = request_from_args(args)
+    source = redact_redis_url(request.redis_url)
     say(
-        f"backing up {request.instance} from {request.redis_url} ({request.mode.value} mode, "
-        f"{request.compression.value}) to {request.storage[0]}"
+        f"backing up {request.instance} from {source} ({request.mode.value} mode, "
+        f"{request.compression.value}) to {', '.join(request.storage)}"
     )
     with prefect_api():
         enable_progress_bars()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 from redis_dr.catalog import Catalog
 from redis_dr.config import PASSWORD_ENV, load_environment
 from redis_dr.errors import ConfigError
+from redis_dr.redis.connection import split_password
 from redis_dr.storage import Storage, open_storage
 
 
@@ -44,14 +44,11 @@ def open_catalog(args: argparse.Namespace) -> tuple[Storage, Catalog]:
 
 
 def move_password_to_env(url: str) -> str:
-    """Take a password out of a Redis URL into REDIS_PASSWORD, so it never travels further."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    os.environ[PASSWORD_ENV] = unquote(parts.password)
-    user = f"{parts.username}@" if parts.username else ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """Take a password out of a Redis URL into REDIS_PASSWORD, so it never travels further.
+
+    Every spelling counts: `user:pw@`, `:pw@`, unencoded `/`, `@` or `:` in it, `?password=`.
+    """
+    without, password = split_password(url)
+    if password is not None:
+        os.environ[PASSWORD_ENV] = password
+    return without

@@ -10,7 +10,7 @@ from cli.common import add_location_arguments, open_catalog
 from cli.output import enable_progress_bars, human_size, say
 from cli.prefect_runtime import quiet_prefect_console
 from redis_dr.config import SecretRef
-from redis_dr.fetch import fetch_to_file, identities_from_env
+from redis_dr.fetch import fetch_to_file, identities_from_env, refuse_existing
 from redis_dr.pipeline import parse_identities
 
 
@@ -49,6 +49,7 @@ def identities(args: argparse.Namespace) -> list[Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the backup, stream it through the checks, place the file."""
+    refuse_existing(args.output.absolute())
     enable_progress_bars()
     storage, catalog = open_catalog(args)
     manifest = catalog.resolve(args.backup)

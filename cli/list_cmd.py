@@ -8,6 +8,7 @@ from typing import Any
 
 from cli.common import add_location_arguments, open_catalog
 from cli.output import human_size, print_table, say
+from redis_dr.errors import IntegrityError
 
 
 def register(sub: Any) -> None:
@@ -19,7 +20,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """List backups; unreadable manifests are reported and make the exit code non-zero."""
+    """List backups; unreadable manifests are reported after the others and make the exit code 5."""
     storage, catalog = open_catalog(args)
     listing = catalog.list()
     if args.json:
@@ -45,4 +46,5 @@ def run(args: argparse.Namespace) -> int:
         say(f"no backups of {args.instance} in {storage.url}")
     for problem in listing.unreadable:
         say(f"redis-dr: warning: unreadable manifest {problem}")
-    return 6 if listing.unreadable else 0
+    # Exit 5 (integrity), as every command whose catalog cannot be read in full.
+    return IntegrityError.exit_code if listing.unreadable else 0

@@ -13,7 +13,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -57,6 +57,29 @@ def _stop_with_parent_hook() -> Callable[[], None] | None:
     return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+#: What the temporary API's process may inherit: the interpreter's and Prefect's own settings,
+#: locale, time zone and temp dirs. Nothing else, so REDIS_PASSWORD, cloud keys, age identities
+#: and any other secret of the command's environment stay out of its /proc/<pid>/environ.
+_API_ENV_NAMES = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
+     "VIRTUAL_ENV", "LD_LIBRARY_PATH", "SQLITE_TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR"}
+)  # fmt: skip
+_API_ENV_PREFIXES = ("LC_", "PYTHON", "PREFECT_")
+_API_ENV_DENIED = frozenset({"PREFECT_API_KEY"})  # a Prefect Cloud key: a server never needs it
+
+
+def api_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of `environ` the temporary Prefect API needs: an allow-list, so it holds no secret.
+
+    PREFECT_* stays: it is the server's own configuration (its home, its database URL).
+    """
+    return {
+        name: value
+        for name, value in environ.items()
+        if (name in _API_ENV_NAMES or name.startswith(_API_ENV_PREFIXES)) and name not in _API_ENV_DENIED
+    }
+
+
 class TemporaryPrefectApi:
     """The API server Prefect starts by itself when no API URL is set, started and stopped by us.
 
@@ -72,7 +95,7 @@ class TemporaryPrefectApi:
         self.port = free_port()
         self._log: IO[bytes] = tempfile.TemporaryFile(prefix="redis-dr-prefect-api-")  # noqa: SIM115 (closed by stop)
         env = {
-            **os.environ,
+            **api_environment(os.environ),
             "PREFECT_UI_ENABLED": "0",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT__SERVER_EPHEMERAL": "1",

@@ -9,16 +9,28 @@ more. Secrets are referenced, never written inline.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from redis_dr.errors import ConfigError, NotFoundError
-from redis_dr.manifest import validate_instance_name
-from redis_dr.pipeline import Compression
+from redis_dr.manifest import INSTANCE_PATTERN, validate_instance_name
+from redis_dr.pipeline import Compression, parse_recipient
+from redis_dr.redis.connection import RedisEndpoint, has_password
+from redis_dr.storage.location import StorageLocation
 
 PASSWORD_ENV = "REDIS_PASSWORD"
 AGE_IDENTITY_ENV = "REDIS_DR_AGE_IDENTITY"
@@ -31,18 +43,49 @@ class SnapshotMode(StrEnum):
     BGSAVE = "bgsave"  # BGSAVE, then read dump.rdb from the server's data directory
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_BLOCK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def _valid(check: Callable[[str], object]) -> Callable[[str], str]:
+    """A pydantic validator from one of our checks: its ConfigError becomes a field error."""
+
+    def validate(value: str) -> str:
+        try:
+            check(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    return validate
+
+
 class SecretRef(BaseModel):
-    """Where a secret comes from: an environment variable or a Prefect Secret block."""
+    """Where a secret comes from: an environment variable or a Prefect Secret block (exactly one)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    env: str | None = None
-    prefect_secret: str | None = None
+    env: str | None = Field(
+        default=None,
+        description="Name of an environment variable of the worker that holds the secret "
+        "(e.g. REDIS_PASSWORD). Give this or prefect_secret, not both.",
+    )
+    prefect_secret: str | None = Field(
+        default=None,
+        description="Name of a Prefect Secret block that holds the secret. Give this or env, not both.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRef:
         if (self.env is None) == (self.prefect_secret is None):
             raise ValueError("a secret reference names exactly one of 'env' or 'prefect_secret'")
+        if self.env is not None and not _ENV_NAME.match(self.env):
+            raise ValueError(f"{self.env!r} is not an environment variable name")
+        if self.prefect_secret is not None and not _BLOCK_NAME.match(self.prefect_secret):
+            raise ValueError(
+                f"{self.prefect_secret!r} is not a Secret block name (lowercase letters, digits, dashes)"
+            )
         return self
 
     def describe(self) -> str:
@@ -54,43 +97,93 @@ def _as_list(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
-def _check_no_password(url: str) -> str:
-    from urllib.parse import urlsplit
+def _check_redis_url(url: str) -> None:
+    if has_password(url):
+        raise ConfigError(
+            "the Redis URL holds a password: put it in REDIS_PASSWORD or a Prefect Secret block instead"
+        )
+    RedisEndpoint.from_url(url, env={})
 
-    if urlsplit(url).password:
-        raise ValueError("the Redis URL holds a password: put it in REDIS_PASSWORD or a Secret block instead")
-    return url
+
+def _check_name(kind: str) -> Callable[[str], None]:
+    def check(name: str) -> None:
+        if not INSTANCE_PATTERN.match(name):
+            raise ConfigError(
+                f"{kind} name {name!r} is not allowed: use lowercase letters, digits, '.', '_' or '-'"
+            )
+
+    return check
+
+
+def _check_labels(labels: dict[str, str]) -> dict[str, str]:
+    for key, value in labels.items():
+        if not _LABEL_KEY.match(key):
+            raise ValueError(f"label {key!r} is not allowed: use letters, digits, '.', '_' or '-' (max 63)")
+        if "\n" in value or len(value) > 256:
+            raise ValueError(f"label {key!r}: values are one line of at most 256 characters")
+    return labels
+
+
+RedisUrl = Annotated[str, AfterValidator(_valid(_check_redis_url))]
+StorageUrl = Annotated[str, AfterValidator(_valid(StorageLocation.parse))]
+Recipient = Annotated[str, AfterValidator(_valid(parse_recipient))]
+InstanceName = Annotated[str, AfterValidator(_valid(validate_instance_name))]
+EnvironmentName = Annotated[str, AfterValidator(_valid(_check_name("environment")))]
+Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
+StorageList = Annotated[list[StorageUrl], BeforeValidator(_as_list)]
+
+_STORAGE_HELP = (
+    "Where to store: file:///path, s3://bucket/prefix?region=..., gs://bucket/prefix. "
+    "The first location is the primary, where the backup is committed; every other location "
+    "receives a verified copy of it."
+)
+_RECIPIENTS_HELP = (
+    "age recipients (age1... or ssh-ed25519/ssh-rsa public keys) to encrypt to; any one of their "
+    "identities can decrypt. Empty: not encrypted."
+)
+_PASSWORD_HELP = (
+    "Where the Redis password comes from: an environment variable of the worker or a Prefect "
+    "Secret block (exactly one). Empty: REDIS_PASSWORD if set, else no password."
+)
+_LABELS_HELP = "Labels recorded in the manifest (e.g. reason: pre-upgrade)."
 
 
 class BackupRequest(BaseModel):
-    """Everything the backup flow needs to back up one Redis instance."""
+    """Everything the backup flow needs to back up one Redis instance.
 
-    model_config = ConfigDict(extra="forbid")
+    Every field is validated here, so bad input is refused before anything runs,
+    from the terminal and from the Prefect UI's form alike. No field holds a secret.
+    """
 
-    instance: str = Field(description="Name of the instance; backups are stored under it.")
-    redis_url: Annotated[str, BeforeValidator(lambda v: _check_no_password(str(v)))] = Field(
-        description="redis://[user@]host:port/db, rediss:// for TLS. No password here."
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    instance: InstanceName = Field(
+        description="Name of the instance (lowercase letters, digits, '.', '_', '-'); "
+        "backups are stored under it."
     )
-    storage: Annotated[list[str], BeforeValidator(_as_list)] = Field(
-        min_length=1,
-        description="Where to store: file:///path, s3://bucket/prefix?region=..., gs://bucket/prefix.",
+    redis_url: RedisUrl = Field(
+        description="redis://[user@]host:port/db, rediss://... for TLS (?ssl_ca_certs=/path), or "
+        "unix:///path.sock. No password here: see password."
     )
-    mode: SnapshotMode = SnapshotMode.STREAM
-    compression: Compression = Compression.ZSTD
-    encrypt_to: list[str] = Field(default_factory=list, description="age recipients (age1...).")
-    password: SecretRef | None = Field(
-        default=None, description="Where the Redis password comes from (default: REDIS_PASSWORD)."
+    storage: StorageList = Field(min_length=1, description=_STORAGE_HELP)
+    mode: SnapshotMode = Field(
+        default=SnapshotMode.STREAM,
+        description="stream: replication stream, no access to the server's disk needed; "
+        "bgsave: BGSAVE, then read dump.rdb on this host.",
     )
+    compression: Compression = Field(
+        default=Compression.ZSTD, description="zstd (level 1), gzip (.rdb.gz compatible) or none."
+    )
+    encrypt_to: list[Recipient] = Field(default_factory=list, description=_RECIPIENTS_HELP)
+    password: SecretRef | None = Field(default=None, description=_PASSWORD_HELP)
     dump_path: str | None = Field(
         default=None, description="bgsave mode: path of dump.rdb if CONFIG GET cannot tell."
     )
-    environment: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _valid_instance(self) -> BackupRequest:
-        validate_instance_name(self.instance)
-        return self
+    environment: EnvironmentName | None = Field(
+        default=None,
+        description="Environment the instance belongs to (e.g. production); recorded in the manifest.",
+    )
+    labels: Labels = Field(default_factory=dict, description=_LABELS_HELP)
 
 
 class InstanceConfig(BaseModel):
@@ -141,6 +234,8 @@ def one_line(exc: ValidationError) -> str:
     error = exc.errors()[0]
     where = ".".join(str(part) for part in error["loc"]) or "value"
     message = str(error["msg"]).removeprefix("Value error, ")
+    if error["loc"] and message.startswith(f"{error['loc'][0]} "):
+        return message  # it names the field already ("instance name 'X' is not allowed ...")
     return f"invalid {where}: {message}"
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from redis_dr.catalog import Catalog
 from redis_dr.config import AGE_IDENTITY_ENV
-from redis_dr.errors import AlreadyExistsError, ConfigError, IntegrityError
+from redis_dr.errors import ConfigError, IntegrityError
 from redis_dr.manifest import Manifest, StoredFile
-from redis_dr.pipeline import Tally, decompress, decrypt, parse_identities, prefetch
+from redis_dr.pipeline import Tally, WrongIdentityError, decompress, decrypt, parse_identities, prefetch
 from redis_dr.progress import track
 from redis_dr.storage import Storage
 
@@ -52,6 +52,8 @@ def read_file(
         yield from raw_tally.tap(
             track(decompress(data, stored.compression), f"{manifest.id}", stored.raw_size)
         )
+    except WrongIdentityError as exc:
+        raise IntegrityError(f"cannot decrypt {where}: {exc}") from None
     except IntegrityError as exc:
         raise IntegrityError(f"{where} is corrupt: {exc}") from None
     if (stored_tally.size, stored_tally.sha256) != (stored.stored_size, stored.stored_sha256):
@@ -60,13 +62,18 @@ def read_file(
         raise IntegrityError(f"{where} is corrupt: restored bytes do not match the manifest")
 
 
+def refuse_existing(output: Path) -> None:
+    """ConfigError if `output` exists: fetch never overwrites (check it before any download)."""
+    if os.path.lexists(output):
+        raise ConfigError(f"{output} already exists: choose a new path (nothing overwritten)")
+
+
 def fetch_to_file(storage: Storage, manifest: Manifest, output: Path, identities: list[Any]) -> Path:
     """Write a backup's RDB to `output` (which must not exist) after verifying every byte."""
     if len(manifest.files) != 1:
         raise ConfigError(f"backup {manifest.id} has {len(manifest.files)} files; fetch one RDB")
     output = output.absolute()
-    if output.exists():
-        raise AlreadyExistsError(f"{output} already exists: choose a new path (nothing overwritten)")
+    refuse_existing(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
     try:
@@ -78,7 +85,9 @@ def fetch_to_file(storage: Storage, manifest: Manifest, output: Path, identities
         try:
             os.link(partial, output)
         except FileExistsError:
-            raise AlreadyExistsError(f"{output} appeared meanwhile: nothing overwritten") from None
+            raise ConfigError(
+                f"{output} appeared meanwhile: choose a new path (nothing overwritten)"
+            ) from None
     finally:
         partial.unlink(missing_ok=True)
     return output

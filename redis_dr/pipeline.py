@@ -290,20 +290,39 @@ def encrypt(chunks: Iterable[bytes], recipients: list[str]) -> Iterator[bytes]:
     return threaded(run)
 
 
+class WrongIdentityError(IntegrityError):
+    """None of the given age identities is a recipient of the stream."""
+
+
 def decrypt(chunks: Iterable[bytes], identities: list[Any]) -> Iterator[bytes]:
-    """Decrypt an age stream with any of the given parsed identities."""
+    """Decrypt an age stream with any of the given parsed identities.
+
+    A stream that is damaged or truncated raises IntegrityError; one that none of
+    the identities can open raises WrongIdentityError.
+    """
     import pyrage
 
     def run(emit: Callable[[bytes], None]) -> None:
         reader, writer = _ChunkReader(chunks), _EmitWriter(emit)
         try:
             pyrage.decrypt_io(reader, writer, identities)
-        except pyrage.DecryptError as exc:
+        except pyrage.DecryptError as exc:  # the header: no matching key, or not a valid age header
+            cause = reader.error or writer.error
+            if cause is not None:
+                raise cause from None
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "no matching keys" in reason.lower():
+                raise WrongIdentityError(
+                    "none of the age identities given is one of its recipients "
+                    "(is REDIS_DR_AGE_IDENTITY the right key?)"
+                ) from None
+            raise IntegrityError(f"its age header is damaged ({reason})") from None
+        except OSError as exc:  # pyrage reports a payload chunk that fails authentication as OSError
             cause = reader.error or writer.error
             if cause is not None:
                 raise cause from None
             raise IntegrityError(
-                f"cannot decrypt the backup: {exc} (is REDIS_DR_AGE_IDENTITY the right key?)"
+                "its age payload is damaged or truncated (authentication failed)"
             ) from exc
 
     return threaded(run)

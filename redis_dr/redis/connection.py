@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import redis
 from redis.backoff import NoBackoff
@@ -22,6 +24,8 @@ PASSWORD_ENV = "REDIS_PASSWORD"
 CertReqs = Literal["required", "optional", "none"]
 _SCHEMES = ("redis", "rediss", "unix")
 _TLS_OPTIONS = {"ssl_ca_certs", "ssl_cert_reqs"}
+_QUERY_OPTIONS = {"db", "username", "password"}
+_KNOWN_OPTIONS = _QUERY_OPTIONS | _TLS_OPTIONS
 _CERT_REQS: dict[str, CertReqs] = {"required": "required", "optional": "optional", "none": "none"}
 
 
@@ -43,51 +47,39 @@ class RedisEndpoint:
     def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> RedisEndpoint:
         """Parse `redis://[user[:pw]@]host:port[/db]`, `rediss://...?ssl_ca_certs=..`, `unix:///path`.
 
-        The password comes from the URL, else from `REDIS_PASSWORD` in `env`
-        (default: the process environment), else there is none.
+        As redis-py does, `?db=`, `?username=` and `?password=` are accepted too
+        (they win over the URL's path and user part). A password may hold
+        unencoded `/`, `@`, `:`. The password comes from the URL, else from
+        `REDIS_PASSWORD` in `env` (default: the process environment), else there is none.
         """
         env = os.environ if env is None else env
-        shown = _redact_url(url)
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError as exc:
-            raise ConfigError(f"malformed Redis URL {shown}: {exc}") from None
-        scheme = parts.scheme.lower()
+        shown = redact_redis_url(url)
+        pieces = _pieces(url)
+        scheme = pieces.scheme.lower()
         if scheme not in _SCHEMES:
-            raise ConfigError(f"unsupported Redis URL scheme in {shown}: use redis://, rediss:// or unix://")
-        username = unquote(parts.username) if parts.username else None
-        password = unquote(parts.password) if parts.password is not None else None
-        if password is None:
-            password = env.get(PASSWORD_ENV) or None
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            raise ConfigError(f"unsupported Redis URL {shown}: use redis://, rediss:// or unix://")
+        query = _parse_query(pieces.query)
+        allowed = _QUERY_OPTIONS | (_TLS_OPTIONS if scheme == "rediss" else set())
+        _reject_unknown(query, allowed, shown, secret="password" in query)
+        user, password = pieces.credentials()
+        username = query.pop("username", None) or user
+        password = query.pop("password", None) or password or env.get(PASSWORD_ENV) or None
         if scheme == "unix":
-            if not parts.path:
+            if not pieces.location.startswith("/"):
                 raise ConfigError(f"Redis URL {shown} has no socket path: use unix:///path/to.sock")
             db = _parse_db(query.pop("db", "0"), shown)
-            _reject_unknown(query, set(), shown)
-            return cls("unix", path=parts.path, db=db, username=username, password=password)
-        if not parts.hostname:
-            raise ConfigError(f"Redis URL {shown} has no host: use redis://host:port/db")
-        db = _parse_db(parts.path.lstrip("/") or "0", shown)
+            return cls("unix", path=unquote(pieces.location), db=db, username=username, password=password)
+        host, port, path_db = _parse_location(pieces.location, shown)
+        db = _parse_db(query.pop("db", path_db), shown)
         if scheme == "redis":
-            _reject_unknown(query, set(), shown)
-            return cls(
-                "redis",
-                host=parts.hostname,
-                port=port or 6379,
-                db=db,
-                username=username,
-                password=password,
-            )
-        _reject_unknown(query, _TLS_OPTIONS, shown)
+            return cls("redis", host=host, port=port, db=db, username=username, password=password)
         reqs = query.get("ssl_cert_reqs", "required").lower()
         if reqs not in _CERT_REQS:
             raise ConfigError(f"ssl_cert_reqs={reqs!r} in {shown}: use required, optional or none")
         return cls(
             "rediss",
-            host=parts.hostname,
-            port=port or 6379,
+            host=host,
+            port=port,
             db=db,
             username=username,
             password=password,
@@ -122,12 +114,28 @@ class RedisEndpoint:
         return self.redacted()
 
 
+class _SSLConnection(redis.SSLConnection):
+    """redis-py's TLS connection, with the handshake bounded by the connect timeout.
+
+    redis-py lets the handshake wait for the read timeout (30 s): a `rediss://`
+    URL that points at a plain server, which never answers a ClientHello, would
+    hang that long on every attempt.
+    """
+
+    def _wrap_socket_with_ssl(self, sock: socket.socket) -> ssl.SSLSocket:
+        sock.settimeout(self.socket_connect_timeout)
+        wrapped: ssl.SSLSocket = super()._wrap_socket_with_ssl(sock)  # type: ignore[no-untyped-call]
+        wrapped.settimeout(self.socket_timeout)
+        return wrapped
+
+
 def open_client(
     endpoint: RedisEndpoint, *, socket_timeout: float = 30.0, connect_timeout: float = 5.0
 ) -> redis.Redis:
     """A redis-py client for `endpoint` (bytes responses, TCP keepalive, bounded timeouts).
 
     redis-py's own retries are off: retries belong to the Prefect tasks only.
+    A TLS handshake is bounded by `connect_timeout`.
     """
     kwargs: dict[str, Any] = {
         "retry": Retry(NoBackoff(), 0),
@@ -141,13 +149,131 @@ def open_client(
         return redis.Redis(unix_socket_path=endpoint.path, **kwargs)
     kwargs.update(host=endpoint.host, port=endpoint.port, socket_keepalive=True)
     if endpoint.scheme == "rediss":
-        kwargs.update(
-            ssl=True,
+        pool = redis.ConnectionPool(
+            connection_class=_SSLConnection,
             ssl_ca_certs=endpoint.ssl_ca_certs,
             ssl_cert_reqs=endpoint.ssl_cert_reqs,
             ssl_check_hostname=endpoint.ssl_cert_reqs == "required",
+            **kwargs,
         )
+        return redis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
     return redis.Redis(**kwargs)
+
+
+def tls_mismatch(endpoint: RedisEndpoint, timeout: float = 3.0) -> str | None:
+    """Say so if the server at `endpoint` speaks the other protocol than the URL's scheme.
+
+    A `rediss://` endpoint is asked PING in plain text: a RESP reply (`+PONG`,
+    `-NOAUTH ...`) proves a plain server. A `redis://` endpoint is offered a TLS
+    handshake (no certificate checks, nothing sent after it): a completed
+    handshake or a TLS alert proves a TLS port. Anything else proves nothing.
+    """
+    if endpoint.scheme == "rediss" and _answers_resp(endpoint, timeout):
+        return (
+            f"Redis at {endpoint.address} answers without TLS: TLS is probably the mismatch; "
+            "use redis:// instead of rediss://"
+        )
+    if endpoint.scheme == "redis" and _speaks_tls(endpoint, timeout):
+        return (
+            f"Redis at {endpoint.address} speaks TLS: TLS is probably the mismatch; "
+            "use rediss:// (with ?ssl_ca_certs=...) instead of redis://"
+        )
+    return None
+
+
+def _answers_resp(endpoint: RedisEndpoint, timeout: float) -> bool:
+    try:
+        with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            reply = sock.recv(64)
+    except OSError:
+        return False
+    return reply.startswith((b"+PONG", b"-NOAUTH", b"-ERR", b"-WRONGPASS"))
+
+
+def _speaks_tls(endpoint: RedisEndpoint, timeout: float) -> bool:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as sock,
+            context.wrap_socket(sock, server_hostname=endpoint.host),
+        ):
+            return True
+    except ssl.SSLError as exc:
+        return "ALERT" in str(exc).upper()  # the server answered in TLS, then refused us
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class _Pieces:
+    """A Redis URL cut into its raw pieces; cutting never fails (see `_pieces`)."""
+
+    scheme: str
+    userinfo: str | None
+    location: str  # host[:port][/db], or the socket path
+    query: str
+
+    def credentials(self) -> tuple[str | None, str | None]:
+        """(username, password) from the user part, percent-decoded; empty ones are None."""
+        if self.userinfo is None:
+            return None, None
+        user, colon, password = self.userinfo.partition(":")
+        return unquote(user) or None, (unquote(password) or None) if colon else None
+
+
+def _pieces(url: str) -> _Pieces:
+    """Cut a Redis URL into scheme, user part, location and query, tolerating unencoded secrets.
+
+    urlsplit ends the user part at the first `/`, `?` or `#`, so a password such
+    as `a/b@c` spills into the path (and into messages). Here the user part ends
+    at the last `@` that is followed by a well-formed location; `#` is an
+    ordinary character (Redis URLs have no fragments).
+    """
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep:
+        return _Pieces("", None, url, "")
+    kind = scheme.lower()
+    head, _, query = rest.partition("?")
+    if rest.startswith("/") or _is_location(kind, head):
+        return _Pieces(scheme, None, head, query)
+    ats = [i for i, char in enumerate(rest) if char == "@"]
+    for at in ats[::-1]:
+        location, _, query = rest[at + 1 :].partition("?")
+        if _is_location(kind, location):
+            return _Pieces(scheme, rest[:at], location, query)
+    if ats:  # malformed: all up to the last '@' still counts as the user part, so it is never shown
+        location, _, query = rest[ats[-1] + 1 :].partition("?")
+        return _Pieces(scheme, rest[: ats[-1]], location, query)
+    return _Pieces(scheme, None, head, rest.partition("?")[2])
+
+
+_HOST_PORT_DB = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s/:@\[\]]+)(?::(?P<port>[^/]*))?(?P<db>/[^/]*)?")
+_LOOKS_LIKE_LOCATION = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s/:@\[\]]+)(:\d*)?(/\d*)?")
+
+
+def _is_location(scheme: str, text: str) -> bool:
+    if scheme == "unix":
+        return text.startswith("/")
+    return _LOOKS_LIKE_LOCATION.fullmatch(text) is not None
+
+
+def _parse_location(location: str, shown: str) -> tuple[str, int, str]:
+    """host, port and the database text of `host[:port][/db]`."""
+    match = _HOST_PORT_DB.fullmatch(location)
+    if match is None:
+        raise ConfigError(f"Redis URL {shown} has no valid host: use redis://host:port/db")
+    port_text = match.group("port")
+    if port_text is not None and not (port_text.isdigit() and 0 < int(port_text) < 65536):
+        raise ConfigError(f"malformed Redis URL {shown}: port {port_text!r} is not a number from 1 to 65535")
+    host = match.group("host").strip("[]")
+    return host, int(port_text or 6379), (match.group("db") or "/").lstrip("/") or "0"
+
+
+def _parse_query(query: str) -> dict[str, str]:
+    return {key: value for key, value in parse_qsl(query, keep_blank_values=True)}
 
 
 def _parse_db(text: str, shown: str) -> int:
@@ -156,16 +282,71 @@ def _parse_db(text: str, shown: str) -> int:
     return int(text)
 
 
-def _reject_unknown(query: dict[str, str], allowed: set[str], shown: str) -> None:
+def _reject_unknown(query: dict[str, str], allowed: set[str], shown: str, *, secret: bool) -> None:
     unknown = sorted(set(query) - allowed)
     if unknown:
-        hint = f" (allowed: {', '.join(sorted(allowed))})" if allowed else ""
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} in Redis URL {shown}{hint}")
+        # Option names are not repeated when a password is in the query: an unencoded '&'
+        # in it would make part of the password look like an option.
+        names = "" if secret else f" {', '.join(unknown)}"
+        raise ConfigError(
+            f"unknown option(s){names} in Redis URL {shown} (allowed: {', '.join(sorted(allowed))})"
+        )
 
 
-def _redact_url(url: str) -> str:
-    """Hide whatever sits between `user:` and `@` in a possibly malformed URL."""
-    return re.sub(r"(//[^/@:]*:)[^@/]*@", r"\1***@", url)
+def redact_redis_url(url: str) -> str:
+    """A Redis URL safe to show: the password (in the user part or `?password=`) becomes `***`.
+
+    Works on malformed URLs too; it is the one function used wherever a Redis URL is shown.
+    """
+    pieces = _pieces(url)
+    if not pieces.scheme:
+        return "<a Redis URL that is not scheme://...>" if "@" in url or "pass" in url.lower() else url
+    auth = ""
+    if pieces.userinfo is not None:
+        user, colon, _ = pieces.userinfo.partition(":")
+        auth = f"{user}:***@" if colon else f"{user}@"
+    query = _redact_query(pieces.query)
+    return f"{pieces.scheme}://{auth}{pieces.location}" + (f"?{query}" if query else "")
+
+
+def _redact_query(query: str) -> str:
+    """Replace the value of `password=`, and anything up to the next known option, by `***`."""
+    out: list[str] = []
+    hiding = False
+    for item in query.split("&") if query else []:
+        key = item.partition("=")[0].lower()
+        if key == "password":
+            hiding = True
+            out.append("password=***")
+        elif hiding and key not in _KNOWN_OPTIONS:
+            continue  # part of a password with an unencoded '&'
+        else:
+            hiding = False
+            out.append(item)
+    return "&".join(out)
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """(the URL without its password, the password or None): for moving it into REDIS_PASSWORD."""
+    pieces = _pieces(url)
+    _, password = pieces.credentials()
+    query = parse_qsl(pieces.query, keep_blank_values=True)
+    in_query = [value for key, value in query if key == "password"]
+    if password is None and not in_query:
+        return url, None
+    user = pieces.userinfo.partition(":")[0] if pieces.userinfo is not None else ""
+    rest = pieces.query
+    if in_query:
+        kept = [(key, value) for key, value in query if key != "password"]
+        rest = urlencode(kept, safe="/:")
+    auth = f"{user}@" if user else ""
+    without = f"{pieces.scheme}://{auth}{pieces.location}" + (f"?{rest}" if rest else "")
+    return without, in_query[-1] if in_query else password
+
+
+def has_password(url: str) -> bool:
+    """Whether a Redis URL holds a password (user part or `?password=`), in any spelling."""
+    return split_password(url)[1] is not None
 
 
 def endpoint_of(client: redis.Redis) -> RedisEndpoint:

@@ -10,13 +10,14 @@ import redis.exceptions as rex
 
 from redis_dr.errors import (
     AccessDeniedError,
+    ConfigError,
     PermanentError,
     RedisDRError,
     ServerFailureError,
     TransientError,
     UnsupportedError,
 )
-from redis_dr.redis.connection import RedisEndpoint
+from redis_dr.redis.connection import RedisEndpoint, tls_mismatch
 
 Mode = Literal["stream", "bgsave"]
 
@@ -28,6 +29,10 @@ PERMISSIONS: dict[Mode, str] = {
 _OTHER_MODE: dict[Mode, Mode] = {"stream": "bgsave", "bgsave": "stream"}
 _STREAM_COMMANDS = {"SYNC", "PSYNC", "REPLCONF"}
 _BGSAVE_COMMANDS = {"BGSAVE", "LASTSAVE", "CONFIG"}
+#: Actions during which a failure may be the first contact with the server (where a TLS mismatch shows).
+_FIRST_CONTACT = {"connect", "INFO", "PING"}
+#: getaddrinfo answers that say the name does not exist (EAI_AGAIN, a DNS outage, stays transient).
+_NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
 
 
 def translate(
@@ -57,6 +62,18 @@ def translate(
         return AccessDeniedError(
             f"Redis at {where} refused the password ({code}): check REDIS_PASSWORD or the URL"
         )
+    if "DB INDEX IS OUT OF RANGE" in upper:
+        return ConfigError(
+            f"Redis at {where} has no database {endpoint.db}: use a database number below the "
+            "server's 'databases' setting"
+        )
+    bad_input = _bad_address(exc, endpoint)
+    if bad_input is not None:
+        return bad_input
+    if action in _FIRST_CONTACT and _may_be_tls_mismatch(exc, endpoint):
+        hint = tls_mismatch(endpoint)
+        if hint is not None:
+            return ConfigError(hint)
     if isinstance(exc, rex.BusyLoadingError) or upper.startswith("LOADING"):
         return TransientError(f"Redis at {where} is still loading its dataset: try again shortly")
     if upper.startswith("MISCONF"):
@@ -80,6 +97,44 @@ def translate(
     if isinstance(exc, rex.RedisError):
         return TransientError(f"Redis at {where} failed during {action}: {text}")
     return PermanentError(f"unexpected error during {action} on Redis at {where}: {text}")
+
+
+def _bad_address(exc: BaseException, endpoint: RedisEndpoint) -> ConfigError | None:
+    """A socket path that does not exist or a host name that does not resolve: bad input, not transient."""
+    for err in _chain(exc):
+        if isinstance(err, FileNotFoundError) and endpoint.scheme == "unix":
+            return ConfigError(
+                f"there is no Redis socket {endpoint.path}: check the unix:// path in the Redis URL"
+            )
+        if isinstance(err, socket.gaierror) and err.errno in _NO_SUCH_NAME:
+            return ConfigError(
+                f"the host name {endpoint.host!r} does not resolve: check the host in the Redis URL"
+            )
+    return None
+
+
+def _may_be_tls_mismatch(exc: BaseException, endpoint: RedisEndpoint) -> bool:
+    """Failures that a TLS client meeting a plain server (or the reverse) produces while connecting."""
+    chain = _chain(exc)
+    if endpoint.scheme == "rediss":
+        return any(isinstance(err, ssl.SSLError) or "handshake" in str(err).lower() for err in chain)
+    if endpoint.scheme == "redis":
+        return any(
+            isinstance(err, ConnectionResetError | rex.InvalidResponse)
+            or "closed by server" in str(err).lower()
+            for err in chain
+        )
+    return False
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and its causes / contexts, outermost first."""
+    chain: list[BaseException] = [exc]
+    while True:
+        nxt = chain[-1].__cause__ or chain[-1].__context__
+        if nxt is None or nxt in chain:
+            return chain
+        chain.append(nxt)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -116,13 +171,7 @@ def _unsupported_message(where: str, action: str, mode: Mode | None) -> str:
 
 
 def _reason(exc: BaseException, text: str) -> str:
-    chain: list[BaseException] = [exc]
-    while chain[-1].__cause__ or chain[-1].__context__:
-        nxt = chain[-1].__cause__ or chain[-1].__context__
-        if nxt is None or nxt in chain:
-            break
-        chain.append(nxt)
-    for err in chain:
+    for err in _chain(exc):
         if isinstance(err, ConnectionRefusedError):
             return "connection refused"
         if isinstance(err, socket.gaierror):

@@ -18,7 +18,7 @@ from redis_dr.errors import (
     TransientError,
     UnsupportedError,
 )
-from redis_dr.redis.connection import RedisEndpoint, open_client
+from redis_dr.redis.connection import RedisEndpoint, open_client, redact_redis_url, split_password
 from redis_dr.redis.errors import translate
 from redis_dr.redis.info import max_rdb_version, parse_info
 from redis_dr.redis.rdb import parse_rdb_version
@@ -92,6 +92,76 @@ def test_bad_urls(url: str) -> None:
     assert "secret" not in str(info.value)
 
 
+SECRET = "S3cr3t/with@odd:chars-9d1e"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown", "without"),
+    [
+        (
+            f"redis://backup:{SECRET}@10.0.0.5:6380/2",
+            "redis://backup:***@10.0.0.5:6380/2",
+            "redis://backup@10.0.0.5:6380/2",
+        ),
+        (f"redis://:{SECRET}@10.0.0.5:6380/2", "redis://:***@10.0.0.5:6380/2", "redis://10.0.0.5:6380/2"),
+        (
+            f"redis://10.0.0.5:6380/2?password={SECRET}",
+            "redis://10.0.0.5:6380/2?password=***",
+            "redis://10.0.0.5:6380/2",
+        ),
+        (
+            f"redis://10.0.0.5:6380/2?username=backup&password={SECRET}&db=3",
+            "redis://10.0.0.5:6380/2?username=backup&password=***&db=3",
+            "redis://10.0.0.5:6380/2?username=backup&db=3",
+        ),
+        (
+            f"rediss://u:{SECRET}@h:6390/1?ssl_ca_certs=/a@b/ca.pem",
+            "rediss://u:***@h:6390/1?ssl_ca_certs=/a@b/ca.pem",
+            "rediss://u@h:6390/1?ssl_ca_certs=/a@b/ca.pem",
+        ),
+        (
+            f"unix://u:{SECRET}@/run/redis.sock?db=2",
+            "unix://u:***@/run/redis.sock?db=2",
+            "unix://u@/run/redis.sock?db=2",
+        ),
+        ("redis://[::1]:6380/2", "redis://[::1]:6380/2", "redis://[::1]:6380/2"),
+    ],
+)
+def test_passwords_in_every_spelling_are_found_hidden_and_split_off(
+    url: str, shown: str, without: str
+) -> None:
+    assert redact_redis_url(url) == shown
+    assert split_password(url) == (without, None if without == url else SECRET)
+    ep = RedisEndpoint.from_url(url, env={})
+    assert ep.password == (None if without == url else SECRET)
+    assert SECRET not in repr(ep) + str(ep)
+    assert RedisEndpoint.from_url(without, env={}).address == ep.address
+
+
+def test_query_options_win_like_redis_py() -> None:
+    ep = RedisEndpoint.from_url("redis://h:1/2?db=5&username=backup&password=pw", env={})
+    assert (ep.db, ep.username, ep.password) == (5, "backup", "pw")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://:{SECRET}@",
+        f"redis://u:{SECRET}@h:notaport/0",
+        f"redis://h:1/0?password={SECRET}&ssl_ca_certs=/x",
+        f"redis://h:1/0?password=S3cr3t&with-amp&db=0",
+        f"ftp://u:{SECRET}@h",
+        f"127.0.0.1:6379?password={SECRET}",
+    ],
+)
+def test_malformed_urls_never_echo_the_password(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        RedisEndpoint.from_url(url, env={})
+    assert "S3cr3t" not in str(info.value)
+    assert "with-amp" not in str(info.value)
+    assert "S3cr3t" not in redact_redis_url(url)
+
+
 # --- RDB header -------------------------------------------------------------
 
 
@@ -138,10 +208,22 @@ def refused() -> rex.ConnectionError:
         ),
         (rex.TimeoutError("Timeout reading from socket"), "SYNC", TransientError, "timed out"),
         (
-            socket.gaierror(-2, "Name or service not known"),
+            socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+            "connect",
+            ConfigError,
+            "^the host name '127.0.0.1' does not resolve: check the host in the Redis URL$",
+        ),
+        (
+            socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
             "connect",
             TransientError,
-            "name resolution",
+            "name resolution failed",
+        ),
+        (
+            rex.ResponseError("DB index is out of range"),
+            "INFO",
+            ConfigError,
+            r"^Redis at 127.0.0.1:6380 has no database 0: use a database number below",
         ),
         (
             rex.AuthenticationError("invalid username-password pair or user is disabled."),
@@ -235,7 +317,11 @@ def test_parse_info() -> None:
     assert facts.redis_version == "7.0.15"
     assert facts.replication_id == "1234567890123456789012345678901234567890"  # stays a string
     assert facts.replication_offset == 42
-    assert facts.keyspace[0].key_count == 10 and facts.keyspace[0].expires == 2 and facts.keyspace[5].key_count == 1
+    assert (
+        facts.keyspace[0].key_count == 10
+        and facts.keyspace[0].expires == 2
+        and facts.keyspace[5].key_count == 1
+    )
     assert facts.lastsave == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
     assert facts.rdb_bgsave_in_progress and not facts.aof_rewrite_in_progress and facts.busy_saving
     assert facts.rdb_last_bgsave_status == "ok" and not facts.aof_enabled

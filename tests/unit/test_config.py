@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyrage
 import pytest
 
-from redis_dr.config import SnapshotMode, build_request, load_environment
+from redis_dr.config import BackupRequest, SecretRef, SnapshotMode, build_request, load_environment
 from redis_dr.errors import ConfigError, NotFoundError
 from redis_dr.pipeline import Compression
 
+RECIPIENT = str(pyrage.x25519.Identity.generate().to_public())
+SECRET = "S3cr3t/with@odd:chars-5f0c2a"
 ENV_FILE = """
 environment: production
 instances:
@@ -20,12 +23,12 @@ instances:
       - s3://acme-redis-backups/prod?region=eu-west-1
       - gs://acme-redis-backups-dr/prod
     compression: gzip
-    encrypt_to: [age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq]
+    encrypt_to: [{recipient}]
   cache:
     redis_url: redis://cache:6379/0
     storage: file:///var/backups/redis
     mode: bgsave
-"""
+""".replace("{recipient}", RECIPIENT)
 
 
 def test_environment_file_gives_requests_by_name(tmp_path: Path) -> None:
@@ -65,6 +68,19 @@ def test_inline_password_in_environment_file_is_refused(tmp_path: Path) -> None:
         ({"compression": "brotli"}, "invalid compression"),
         ({"mode": "magic"}, "invalid mode"),
         ({"password": {"env": "A", "prefect_secret": "b"}}, "exactly one"),
+        ({"password": {"env": "NOT A NAME"}}, "not an environment variable name"),
+        ({"password": {"prefect_secret": "Bad Block!"}}, "not a Secret block name"),
+        (
+            {"storage": ["file:///x", "ftp://nowhere"]},
+            r"invalid storage\.1: unsupported storage URL ftp://nowhere",
+        ),
+        ({"storage": "s3://b/p?regoin=eu"}, "unknown option 'regoin'"),
+        ({"redis_url": "redis://h:notaport/0"}, "invalid redis_url: malformed Redis URL"),
+        ({"redis_url": "http://h:1"}, "unsupported Redis URL"),
+        ({"redis_url": "redis://h:1/x"}, "not a number"),
+        ({"encrypt_to": ["age1bogus"]}, r"invalid encrypt_to\.0: not an age recipient"),
+        ({"environment": "Prod X"}, "^environment name 'Prod X' is not allowed"),
+        ({"labels": {"a b": "c"}}, "label 'a b' is not allowed"),
     ],
 )
 def test_bad_requests_are_one_line_config_errors(fields: dict[str, object], expected: str) -> None:
@@ -89,3 +105,48 @@ def test_missing_and_malformed_environment_files(tmp_path: Path) -> None:
     typo.write_text("environment: x\ninstances:\n  a:\n    redis_url: redis://h\n    storge: file:///x\n")
     with pytest.raises(ConfigError, match="typo.yaml"):
         load_environment(typo)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://backup:{SECRET}@127.0.0.1:6379/0",
+        f"redis://:{SECRET}@127.0.0.1:6379/0",
+        f"redis://127.0.0.1:6379/0?password={SECRET}",
+        f"redis://127.0.0.1:6379/0?username=backup&password={SECRET}",
+        f"unix://backup:{SECRET}@/run/redis.sock",
+    ],
+)
+def test_a_request_never_holds_a_password_and_never_echoes_it(url: str) -> None:
+    with pytest.raises(ConfigError, match="holds a password: put it in REDIS_PASSWORD") as caught:
+        build_request(instance="sessions", redis_url=url, storage="file:///x")
+    assert SECRET not in str(caught.value)
+    assert "S3cr3t" not in str(caught.value)
+
+
+def test_validation_errors_do_not_carry_the_input() -> None:
+    """What Prefect shows when the UI form is refused is pydantic's own text: no input value in it."""
+    with pytest.raises(Exception) as caught:
+        BackupRequest.model_validate(
+            {"instance": "s", "redis_url": f"redis://:{SECRET}@h:1/0", "storage": "file:///x"}
+        )
+    assert "S3cr3t" not in str(caught.value)
+
+
+@pytest.mark.parametrize("model", [BackupRequest, SecretRef])
+def test_every_field_of_the_form_explains_itself(model: type[BackupRequest] | type[SecretRef]) -> None:
+    properties = model.model_json_schema()["properties"]
+    missing = [name for name, schema in properties.items() if not schema.get("description")]
+    assert missing == []
+
+
+def test_list_fields_say_what_several_entries_mean() -> None:
+    fields = BackupRequest.model_fields
+    assert "first location is the primary" in str(fields["storage"].description)
+    assert "verified copy" in str(fields["storage"].description)
+    assert "any one of their identities can decrypt" in str(fields["encrypt_to"].description)
+    assert "exactly one" in str(fields["password"].description)
+    secret = SecretRef.model_fields
+    assert "not both" in str(secret["env"].description) and "not both" in str(
+        secret["prefect_secret"].description
+    )
