@@ -395,10 +395,29 @@ def _length(buf: bytes, pos: int) -> Generator[int, bytes, tuple[bytes, int, int
 def _parts(buf: bytes, pos: int, count: int, parts: tuple[int, ...]) -> _Step:
     """Skip `count` elements made of `parts`: whole elements while they fit, else part by part."""
     element_end = _ELEMENT_END.get(parts)
+    strings = len(parts) if set(parts) == {_STR} else 0
     while count:
         if element_end is not None:
             n = len(buf)
             try:
+                if strings == 2:  # hash fields and values: short strings inline, without calls
+                    while count:
+                        b = buf[pos]
+                        p = pos + 1 + b if b < 0x40 else _str_end(buf, pos)
+                        b = buf[p]
+                        p = p + 1 + b if b < 0x40 else _str_end(buf, p)
+                        if p > n:
+                            break
+                        pos = p
+                        count -= 1
+                elif strings == 1:  # set members, list elements
+                    while count:
+                        b = buf[pos]
+                        p = pos + 1 + b if b < 0x40 else _str_end(buf, pos)
+                        if p > n:
+                            break
+                        pos = p
+                        count -= 1
                 while count:
                     p = element_end(buf, pos)
                     if p > n:
