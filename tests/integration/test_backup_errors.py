@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pyrage
@@ -17,7 +17,7 @@ from prefect.settings import PREFECT_API_URL
 from cli.demo_sessions import populate_session_store
 from redis_dr.sandbox.ports import free_port
 from redis_dr.sandbox.redis_server import RedisServer
-from tests.integration.cli import assert_one_clear_error, run_cli, wait_until_snapshot_runs
+from tests.integration.cli import assert_one_clear_error, run_cli, wait_until_snapshot_streams
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -194,14 +194,23 @@ def test_redis_dying_mid_stream_leaves_nothing_listed(
     populate_session_store(server.client(), sessions=4000, seed=2)
     storage = f"file://{tmp_path / 'store'}"
 
-    def kill_later() -> None:
-        time.sleep(1.0)
+    running = threading.Event()
+    running.set()
+    killed = threading.Event()
+
+    def kill_once_streaming() -> None:
+        wait_until_snapshot_streams(server, os.getpid(), running.is_set)
         server.stop()
+        killed.set()
 
-    import threading
-
-    threading.Thread(target=kill_later, daemon=True).start()
-    code, _, err = run_cli(capsys, *backup_args(server.url, storage))
+    killer = threading.Thread(target=kill_once_streaming, daemon=True)
+    killer.start()
+    try:
+        code, _, err = run_cli(capsys, *backup_args(server.url, storage))
+    finally:
+        running.clear()
+        killer.join(timeout=30)
+    assert killed.is_set(), "the server was not stopped while the snapshot streamed"
     assert code != 0
     assert_one_clear_error(err)
     assert listed(capsys, storage) == []
@@ -221,10 +230,144 @@ def test_killed_backup_process_leaves_nothing_listed(
         env={**os.environ, **api},
     )
     try:
-        wait_until_snapshot_runs(server, process)
-        time.sleep(1.0)  # the snapshot is streaming into storage now
+        wait_until_snapshot_streams(server, process.pid, lambda: process.poll() is None)
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
     assert listed(capsys, storage_url) == []
+
+
+CLI = str(Path(sys.executable).with_name("redis-dr"))
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--storage", "ftp://nowhere/x"], "invalid storage.1: unsupported storage URL ftp://nowhere/x"),
+        (["--encrypt-to", "age1notakey"], "invalid encrypt_to.0: not an age recipient"),
+        (["--label", "bad key=v"], "label 'bad key' is not allowed"),
+        (["--instance", "Sessions!"], "instance name 'Sessions!' is not allowed"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_runs(
+    redis_server: RedisServer, tmp_path: Path, extra: list[str], fragment: str
+) -> None:
+    """Exit 2 and one line; Redis never contacted, no Prefect API started, no flow run recorded."""
+    connections = redis_server.client().info("stats")["total_connections_received"]
+    home = tmp_path / "prefect-home"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(home)}
+    args = [CLI, *backup_args(redis_server.url, f"file://{tmp_path / 'store'}"), *extra]
+    result = subprocess.run(
+        args, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert_one_clear_error(result.stderr, fragment)
+    assert not home.exists() or not list(home.glob("*.db*")), "a Prefect database was created"
+    assert redis_server.client().info("stats")["total_connections_received"] == connections + 1  # our INFO
+    assert not (tmp_path / "store").exists()
+
+
+def test_bad_redis_url_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    home = tmp_path / "prefect-home"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(home)}
+    args = [CLI, *backup_args("redis://127.0.0.1:notaport/0", f"file://{tmp_path / 'store'}")]
+    result = subprocess.run(
+        args, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
+    assert result.returncode == 2, result.stderr
+    assert_one_clear_error(result.stderr, "invalid redis_url: malformed Redis URL", "notaport")
+    assert not home.exists() or not list(home.glob("*.db*"))
+
+
+def test_plain_redis_reached_with_rediss_says_tls_is_the_mismatch(
+    redis_server: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"rediss://127.0.0.1:{redis_server.port}/0"
+    code, _, err = run_cli(capsys, *backup_args(url, f"file://{tmp_path}"))
+    assert code == 2
+    assert_one_clear_error(err, "answers without TLS", "TLS is probably the mismatch", "redis://")
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("redis://127.0.0.1:{port}/99", "has no database 99"),
+        ("unix://{tmp}/no-such-redis.sock", "there is no Redis socket"),
+    ],
+)
+def test_missing_database_or_socket_is_bad_input(
+    redis_server: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, fragment: str
+) -> None:
+    url = url.format(port=redis_server.port, tmp=tmp_path)
+    code, _, err = run_cli(capsys, *backup_args(url, f"file://{tmp_path / 'store'}"))
+    assert code == 2
+    assert_one_clear_error(err, fragment)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_encrypted_object_is_an_integrity_error(
+    redis_server: RedisServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    damage: str,
+) -> None:
+    populate_session_store(redis_server.client(), sessions=300, seed=4)
+    identity = pyrage.x25519.Identity.generate()
+    storage = f"file://{tmp_path / 'store'}"
+    code, out, err = run_cli(
+        capsys, *backup_args(redis_server.url, storage, "--encrypt-to", str(identity.to_public()))
+    )
+    assert code == 0, err
+    [data] = (tmp_path / "store" / "sessions" / out.strip()).glob("dump*.age")
+    blob = bytearray(data.read_bytes())
+    if damage == "truncate":
+        del blob[len(blob) * 2 // 3 :]
+    else:
+        blob[len(blob) * 2 // 3] ^= 0x01
+    data.chmod(0o644)
+    data.write_bytes(bytes(blob))
+    monkeypatch.setenv("REDIS_DR_AGE_IDENTITY", str(identity))
+    output = tmp_path / "o.rdb"
+    code, _, err = run_cli(
+        capsys, "fetch", "--storage", storage, "--instance", "sessions", "--output", str(output)
+    )
+    assert code == 5, err
+    assert_one_clear_error(err, "is corrupt", "age payload is damaged or truncated")
+    assert not output.exists()
+
+
+def test_fetch_onto_an_existing_path_is_bad_input(
+    redis_server: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    redis_server.client().set("k", "v")
+    storage = f"file://{tmp_path / 'store'}"
+    assert run_cli(capsys, *backup_args(redis_server.url, storage))[0] == 0
+    output = tmp_path / "taken.rdb"
+    output.write_bytes(b"keep me")
+    code, _, err = run_cli(
+        capsys, "fetch", "--storage", storage, "--instance", "sessions", "--output", str(output)
+    )
+    assert code == 2
+    line = assert_one_clear_error(err, str(output), "already exists", "choose a new path")
+    assert line.count("already exists") == 1
+    assert output.read_bytes() == b"keep me"
+
+
+def test_unreadable_manifest_makes_list_exit_with_a_documented_code(
+    redis_server: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    redis_server.client().set("k", "v")
+    storage = f"file://{tmp_path / 'store'}"
+    code, out, err = run_cli(capsys, *backup_args(redis_server.url, storage))
+    assert code == 0, err
+    broken = tmp_path / "store" / "sessions" / "20200101T000000Z"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{not json")
+    code, out, err = run_cli(capsys, "list", "--storage", storage, "--instance", "sessions")
+    assert code == 5
+    assert "unreadable manifest" in err and out.count("Z ") == 1
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert "| 5 | integrity:" in readme and "manifest that cannot be read" in readme

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from redis_dr.errors import AccessDeniedError
+from redis_dr.errors import AccessDeniedError, ConfigError
 from redis_dr.redis.connection import RedisEndpoint, open_client
+from redis_dr.redis.info import read_server_facts
 from redis_dr.redis.replication import replication_snapshot
 from redis_dr.sandbox.ports import free_port, wait_for_port
 from redis_dr.sandbox.redis_server import RedisServer
@@ -74,4 +75,29 @@ def test_tls_with_unknown_ca_is_refused(tls_server: tuple[RedisServer, int, Path
         pytest.raises(AccessDeniedError, match="TLS handshake"),
         replication_snapshot(open_client(ep)),
     ):
+        pass
+
+
+def test_plain_client_on_the_tls_port_says_tls_is_the_mismatch(
+    tls_server: tuple[RedisServer, int, Path],
+) -> None:
+    _, tls_port, _ = tls_server
+    client = open_client(RedisEndpoint.from_url(f"redis://127.0.0.1:{tls_port}/0", env={}))
+    with pytest.raises(ConfigError) as caught:
+        read_server_facts(client)
+    assert str(caught.value) == (
+        f"Redis at 127.0.0.1:{tls_port} speaks TLS: TLS is probably the mismatch; "
+        "use rediss:// (with ?ssl_ca_certs=...) instead of redis://"
+    )
+
+
+def test_tls_client_on_the_plain_port_says_tls_is_the_mismatch(
+    tls_server: tuple[RedisServer, int, Path],
+) -> None:
+    server, _, ca = tls_server
+    ep = RedisEndpoint.from_url(f"rediss://127.0.0.1:{server.port}/0?ssl_ca_certs={ca}", env={})
+    mismatch = "answers without TLS: TLS is probably the mismatch; use redis://"
+    with pytest.raises(ConfigError, match=mismatch):
+        read_server_facts(open_client(ep))
+    with pytest.raises(ConfigError, match=mismatch), replication_snapshot(open_client(ep)):
         pass

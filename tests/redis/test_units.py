@@ -149,7 +149,7 @@ def test_query_options_win_like_redis_py() -> None:
         f"redis://:{SECRET}@",
         f"redis://u:{SECRET}@h:notaport/0",
         f"redis://h:1/0?password={SECRET}&ssl_ca_certs=/x",
-        f"redis://h:1/0?password=S3cr3t&with-amp&db=0",
+        "redis://h:1/0?password=S3cr3t&with-amp&db=0",
         f"ftp://u:{SECRET}@h",
         f"127.0.0.1:6379?password={SECRET}",
     ],
