@@ -1,8 +1,10 @@
 """The backup data path: snapshot -> hash -> compress -> (encrypt) -> hash -> storage.
 
-`store_snapshot` streams one RDB snapshot into storage and returns what was
-stored; `commit_backup` writes the manifest that makes it a backup. Both are
-plain functions: retries and orchestration belong to the tasks above them.
+`store_snapshot` streams one RDB snapshot into storage under a reserved backup id
+and returns what was stored; `commit_backup` writes the manifest that makes it a
+backup. Both are plain functions: retries and orchestration belong to the tasks
+above them, and both may be called again after a failure (the manifest is built
+from the stored snapshot alone, so a repeated commit writes the same bytes).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from redis_dr import __version__
-from redis_dr.catalog import Catalog
+from redis_dr.catalog import Catalog, Reservation
 from redis_dr.config import BackupRequest, SnapshotMode
 from redis_dr.errors import IntegrityError
 from redis_dr.manifest import BackupKind, Manifest, RedisSource, StoredFile
@@ -26,6 +28,7 @@ from redis_dr.redis.bgsave import bgsave_snapshot
 from redis_dr.redis.connection import RedisEndpoint, open_client
 from redis_dr.redis.info import ServerFacts, read_server_facts
 from redis_dr.redis.rdb import RDB_HEADER_SIZE, parse_rdb_version
+from redis_dr.redis.rdb_scan import RdbCounter
 from redis_dr.redis.replication import replication_snapshot
 from redis_dr.storage import Storage
 
@@ -39,6 +42,7 @@ class StoredSnapshot(BaseModel):
     source: RedisSource
     file: StoredFile
     started_at: datetime
+    completed_at: datetime
     duration_seconds: float
     wait_seconds: float | None = None
 
@@ -89,22 +93,24 @@ def store_snapshot(
     request: BackupRequest,
     endpoint: RedisEndpoint,
     storage: Storage,
-    backup_id: str,
+    reservation: Reservation,
 ) -> StoredSnapshot:
-    """Stream one snapshot into storage under the backup id; nothing is committed yet."""
+    """Stream one snapshot into storage under the reserved backup id; nothing is committed yet."""
+    backup_id = reservation.backup_id
     catalog = Catalog(storage, request.instance)
     recipients = list(request.encrypt_to)
     for recipient in recipients:
         parse_recipient(recipient)  # fail on a bad key before touching the server
     name = RDB_NAME + request.compression.suffix + (".age" if recipients else "")
-    catalog.discard_uncommitted(backup_id)  # leftovers of an earlier failed attempt
+    catalog.discard_uncommitted(reservation)  # what an earlier failed attempt of this run left
     started_at = datetime.now(UTC)
     clock = time.monotonic()
     raw, stored = Tally(), Tally()
     header = HeaderTap(RDB_HEADER_SIZE, check=parse_rdb_version)
+    counter = RdbCounter()
     first_byte: list[float] = []
     with open_snapshot(request, endpoint) as (facts, chunks):
-        data = header.tap(raw.tap(_note_first_chunk(prefetch(chunks), first_byte)))
+        data = counter.tap(header.tap(raw.tap(_note_first_chunk(prefetch(chunks), first_byte))))
         data = compress(data, request.compression)
         if recipients:
             data = encrypt(data, recipients)
@@ -115,7 +121,9 @@ def store_snapshot(
         raise IntegrityError(f"storage holds {info.size} bytes of {name}, {stored.size} were sent")
     return StoredSnapshot(
         backup_id=backup_id,
-        source=source_from_facts(facts, parse_rdb_version(header.header)),
+        source=source_from_facts(facts, parse_rdb_version(header.header)).model_copy(
+            update={"rdb_keyspace": counter.counts(), "rdb_count_problem": counter.unknown_reason}
+        ),
         file=StoredFile(
             name=name,
             raw_size=raw.size,
@@ -126,6 +134,7 @@ def store_snapshot(
             encrypted_to=recipients,
         ),
         started_at=started_at,
+        completed_at=datetime.now(UTC),
         duration_seconds=time.monotonic() - clock,
         wait_seconds=first_byte[0] - clock if first_byte else None,
     )
@@ -148,7 +157,7 @@ def commit_backup(request: BackupRequest, storage: Storage, snapshot: StoredSnap
         kind=BackupKind.RDB,
         mode=request.mode.value,
         created_at=snapshot.started_at,
-        completed_at=datetime.now(UTC),
+        completed_at=snapshot.completed_at,
         duration_seconds=round(snapshot.duration_seconds, 3),
         wait_seconds=round(snapshot.wait_seconds, 3) if snapshot.wait_seconds is not None else None,
         source=snapshot.source,

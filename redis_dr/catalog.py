@@ -1,26 +1,60 @@
-"""The catalog: where backups live in storage, how they are committed, listed and found.
+"""The catalog: where backups live in storage, how they are reserved, committed, listed and found.
 
-Layout: `<instance>/<backup_id>/<data files>` and `<instance>/<backup_id>/manifest.json`.
-Commit protocol: data first; stat it and confirm its size; manifest last,
-create-only. Listing reads manifests only, so an unfinished backup never shows.
+Layout: `<instance>/<backup_id>/reservation.json`, the data files, and
+`<instance>/<backup_id>/manifest.json`.
+
+Protocol:
+1. Reserve: a create-only `reservation.json` claims the id for one run (two runs
+   started in the same second get different ids, never the same one).
+2. Store the data under the reserved id; only the run holding the reservation
+   ever deletes anything under it, and never once a manifest is there.
+3. Commit: stat every data object, confirm its size, write the manifest last,
+   create-only. Writing the same bytes again is success (a retry whose first
+   answer was lost), different bytes are refused.
+
+Listing and resolving read manifests only, so an unfinished backup never shows;
+a manifest that cannot be read is never skipped silently.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from redis_dr.errors import ConfigError, IntegrityError, NotFoundError, RedisDRError
+from pydantic import BaseModel
+
+from redis_dr.errors import AlreadyExistsError, ConfigError, IntegrityError, NotFoundError, RedisDRError
 from redis_dr.manifest import (
     BACKUP_ID_PATTERN,
     MANIFEST_NAME,
     Manifest,
     backup_id_for,
+    next_backup_id,
     validate_instance_name,
 )
 from redis_dr.storage.base import Storage
 
+RESERVATION_NAME = "reservation.json"
+#: How many consecutive ids `reserve` tries before giving up (each is one second later).
+RESERVE_ATTEMPTS = 60
 _TIMESTAMP_FORMATS = ("%Y%m%d-%H%M%S", "%Y%m%dT%H%M%SZ", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S")
+
+
+class Reservation(BaseModel):
+    """A backup id claimed by one run; the token proves which run."""
+
+    backup_id: str
+    token: str
+    host: str
+    pid: int
+    reserved_at: datetime
+
+    def describe(self) -> str:
+        """Who holds the reservation, for messages."""
+        return f"reserved by pid {self.pid} on {self.host} at {self.reserved_at:%Y-%m-%d %H:%M:%S} UTC"
 
 
 @dataclass
@@ -50,16 +84,77 @@ class Catalog:
         """Key of a backup's manifest."""
         return f"{self.backup_prefix(backup_id)}{MANIFEST_NAME}"
 
-    def is_taken(self, backup_id: str) -> bool:
+    def reservation_key(self, backup_id: str) -> str:
+        """Key of the object that reserves a backup id for one run."""
+        return f"{self.backup_prefix(backup_id)}{RESERVATION_NAME}"
+
+    # -- reserving ----------------------------------------------------------------
+
+    def reserve(self, now: datetime) -> Reservation:
+        """Claim the id for `now` (or the next free second) with a create-only reservation."""
+        backup_id = backup_id_for(now)
+        for _ in range(RESERVE_ATTEMPTS):
+            if not self._is_taken(backup_id):
+                reservation = Reservation(
+                    backup_id=backup_id,
+                    token=uuid.uuid4().hex,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    reserved_at=datetime.now(UTC),
+                )
+                try:
+                    self.storage.put_bytes(
+                        self.reservation_key(backup_id), reservation.model_dump_json().encode()
+                    )
+                    return reservation
+                except AlreadyExistsError:
+                    pass  # another run claimed this second first
+            backup_id = next_backup_id(backup_id)
+        raise AlreadyExistsError(
+            f"could not reserve a backup id for {self.instance} in {self.storage.url}: "
+            f"{RESERVE_ATTEMPTS} consecutive ids from {backup_id_for(now)} are taken"
+        )
+
+    def _is_taken(self, backup_id: str) -> bool:
         """True if anything (committed or not) already lives under this backup id."""
         return next(iter(self.storage.list(self.backup_prefix(backup_id))), None) is not None
 
-    def new_backup_id(self, now: datetime) -> str:
-        """The id for a backup starting at `now`."""
-        return backup_id_for(now)
+    def holder(self, backup_id: str) -> Reservation | None:
+        """The reservation of a backup id, or None if it has none (backups made before reservations)."""
+        key = self.reservation_key(backup_id)
+        try:
+            data = self.storage.get_bytes(key)
+        except NotFoundError:
+            return None
+        try:
+            return Reservation.model_validate_json(data)
+        except ValueError:
+            raise IntegrityError(f"unreadable reservation {self.storage.url}/{key}") from None
+
+    def discard_uncommitted(self, reservation: Reservation) -> int:
+        """Remove what a failed attempt of the reserving run left under its id. Returns the count.
+
+        Never touches a committed backup, nor an id reserved by another run.
+        """
+        backup_id = reservation.backup_id
+        keys = [info.key for info in self.storage.list(self.backup_prefix(backup_id))]
+        if self.manifest_key(backup_id) in keys:
+            return 0
+        holder = self.holder(backup_id)
+        if holder is None or holder.token != reservation.token:
+            by = holder.describe() if holder else "not reserved by this run"
+            raise IntegrityError(
+                f"backup id {backup_id} of {self.instance} is {by}: not deleting anything under it"
+            )
+        leftovers = [key for key in keys if key != self.reservation_key(backup_id)]
+        for key in leftovers:
+            self.storage.delete(key)
+        return len(leftovers)
+
+    # -- committing ---------------------------------------------------------------
 
     def commit(self, manifest: Manifest) -> None:
-        """Confirm every data object's stored size, then write the manifest (create-only)."""
+        """Confirm every data object's stored size, then write the manifest (create-only, idempotent)."""
         for stored in manifest.files:
             info = self.storage.stat(self.data_key(manifest.id, stored.name))
             if info.size != stored.stored_size:
@@ -67,16 +162,26 @@ class Catalog:
                     f"stored object {stored.name} of backup {manifest.id} has {info.size} bytes, "
                     f"expected {stored.stored_size}: not committing this backup"
                 )
-        self.storage.put_bytes(self.manifest_key(manifest.id), manifest.to_json())
+        self.put_manifest(manifest.id, manifest.to_json())
 
-    def discard_uncommitted(self, backup_id: str) -> int:
-        """Remove objects of a backup id that has no manifest (a failed attempt). Returns count."""
-        keys = [info.key for info in self.storage.list(self.backup_prefix(backup_id))]
-        if self.manifest_key(backup_id) in keys:
-            return 0
-        for key in keys:
-            self.storage.delete(key)
-        return len(keys)
+    def put_manifest(self, backup_id: str, data: bytes) -> None:
+        """Write manifest bytes create-only; the same bytes already there count as written."""
+        key = self.manifest_key(backup_id)
+        try:
+            self.storage.put_bytes(key, data)
+        except AlreadyExistsError:
+            if self.storage.get_bytes(key) != data:
+                raise AlreadyExistsError(
+                    f"backup {backup_id} of {self.instance} in {self.storage.url} is already "
+                    "committed with a different manifest: nothing overwritten"
+                ) from None
+
+    # -- reading ------------------------------------------------------------------
+
+    def backup_ids(self) -> list[str]:
+        """Ids with anything stored under them (committed or not), newest first; no manifest is read."""
+        names = self.storage.list_dirs(f"{self.instance}/")
+        return sorted((name for name in names if BACKUP_ID_PATTERN.match(name)), reverse=True)
 
     def load(self, backup_id: str) -> Manifest:
         """The manifest of one backup; NotFoundError if it is not committed."""
@@ -87,7 +192,7 @@ class Catalog:
             raise NotFoundError(
                 f"no backup {backup_id} of instance {self.instance} in {self.storage.url}"
             ) from None
-        manifest = Manifest.from_json(data, where=key)
+        manifest = Manifest.from_json(data, where=f"{self.storage.url}/{key}")
         if manifest.id != backup_id or manifest.instance != self.instance:
             raise IntegrityError(f"manifest {key} names backup {manifest.instance}/{manifest.id}")
         return manifest
@@ -95,35 +200,45 @@ class Catalog:
     def list(self) -> Listing:
         """All committed backups, newest first; unreadable manifests are reported, not hidden."""
         listing = Listing()
-        for info in self.storage.list(f"{self.instance}/"):
-            parts = info.key.split("/")
-            if len(parts) != 3 or parts[2] != MANIFEST_NAME or not BACKUP_ID_PATTERN.match(parts[1]):
-                continue
+        for backup_id in self.backup_ids():
             try:
-                listing.manifests.append(self.load(parts[1]))
+                listing.manifests.append(self.load(backup_id))
+            except NotFoundError:
+                continue  # in progress, or a failed attempt: not a backup
             except RedisDRError as exc:
-                listing.unreadable.append(f"{info.key}: {exc}")
-        listing.manifests.sort(key=lambda m: m.id, reverse=True)
+                listing.unreadable.append(f"{self.manifest_key(backup_id)}: {exc}")
         return listing
 
     def resolve(self, selector: str) -> Manifest:
-        """Find a backup by `latest`, its id, or a timestamp (newest at or before it)."""
+        """Find a backup by `latest`, its id, or a timestamp (the newest at or before it).
+
+        Reads manifests newest first and stops at the first committed one. A manifest
+        on the way that cannot be read stops the search: a newer backup is never
+        passed over silently for an older one.
+        """
         selector = selector.strip()
         if BACKUP_ID_PATTERN.match(selector):
             return self.load(selector)
-        manifests = self.list().manifests
+        ids = self.backup_ids()
         if selector == "latest":
-            if not manifests:
-                raise NotFoundError(f"no backups of instance {self.instance} in {self.storage.url}")
-            return manifests[0]
-        moment = parse_timestamp(selector)
-        for manifest in manifests:
-            if manifest.id <= backup_id_for(moment):
-                return manifest
-        oldest = f"; the oldest is {manifests[-1].id}" if manifests else ""
-        raise NotFoundError(
-            f"no backup of instance {self.instance} at or before {backup_id_for(moment)}{oldest}"
-        )
+            cutoff, wanted = None, "no backups"
+        else:
+            cutoff = backup_id_for(parse_timestamp(selector))
+            wanted = f"no backup at or before {cutoff}"
+        for backup_id in ids:
+            if cutoff is not None and backup_id > cutoff:
+                continue
+            try:
+                return self.load(backup_id)
+            except NotFoundError:
+                continue  # no manifest: not a backup
+            except RedisDRError as exc:
+                raise IntegrityError(
+                    f"{exc}; refusing to pass over backup {backup_id} for an older one: "
+                    f"choose a backup explicitly with its id (see 'redis-dr list')"
+                ) from None
+        oldest = f"; the oldest stored id is {ids[-1]}" if ids and cutoff is not None else ""
+        raise NotFoundError(f"{wanted} of instance {self.instance} in {self.storage.url}{oldest}")
 
 
 def parse_timestamp(text: str) -> datetime:

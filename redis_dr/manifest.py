@@ -65,14 +65,21 @@ class RedisSource(BaseModel):
     replication_offset: int | None = None
     used_memory: int | None = None
     lastsave: datetime | None = None
+    #: What INFO said just before the snapshot; on a busy server not exactly what the RDB holds.
     keyspace: dict[int, KeyspaceStats] = Field(default_factory=dict)
+    #: Keys and expiring keys per database counted in the RDB itself as it streamed past;
+    #: None when the RDB could not be counted (then only `keyspace` is known).
+    rdb_keyspace: dict[int, KeyspaceStats] | None = None
+    #: Why the RDB could not be counted (e.g. a module type this version does not know).
+    rdb_count_problem: str | None = None
     rdb_version: int | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def total_keys(self) -> int:
-        """Keys over all databases."""
-        return sum(stats.key_count for stats in self.keyspace.values())
+        """Keys over all databases: counted in the RDB where it was, else as INFO said."""
+        counts = self.rdb_keyspace if self.rdb_keyspace is not None else self.keyspace
+        return sum(stats.key_count for stats in counts.values())
 
 
 class StoredFile(BaseModel):

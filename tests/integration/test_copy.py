@@ -1,0 +1,188 @@
+"""Copying a committed backup between real locations: verified, manifest last, idempotent."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from redis_dr.catalog import Catalog
+from redis_dr.copy import copy_backup
+from redis_dr.errors import AlreadyExistsError, IntegrityError, StorageFullError
+from redis_dr.manifest import Manifest, RedisSource, StoredFile
+from redis_dr.pipeline import Compression
+from redis_dr.storage import Storage, open_storage
+from tests.fixtures.storage_servers import TEST_BUCKET
+from tests.servers.fakegcs import FakeGCS
+from tests.servers.seaweedfs import SeaweedFS
+
+pytestmark = pytest.mark.integration
+
+INSTANCE = "sessions"
+DATA_SIZE = 12 * 1024 * 1024 + 12345  # several S3 parts of 5 MiB, and a remainder
+
+
+@pytest.fixture
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    """A factory: location(kind) opens a fresh, empty location of that kind (file, s3, gcs)."""
+    opened: list[Storage] = []
+
+    def open_location(kind: str) -> Storage:
+        unique = uuid.uuid4().hex
+        if kind == "file":
+            url = f"file://{tmp_path / unique}"
+        elif kind == "s3":
+            server: SeaweedFS = request.getfixturevalue("seaweedfs")
+            url = f"s3://{TEST_BUCKET}/{unique}?endpoint={server.endpoint}&region=us-east-1&part_size=5MiB"
+        else:
+            gcs: FakeGCS = request.getfixturevalue("fake_gcs")
+            url = f"gs://{TEST_BUCKET}/{unique}?endpoint={gcs.endpoint}&part_size=5MiB"
+        storage = open_storage(url)
+        opened.append(storage)
+        return storage
+
+    yield open_location
+    for storage in opened:
+        storage.close()
+
+
+def committed_backup(storage: Storage, data: bytes, backup_id: str = "") -> Manifest:
+    """Store `data` as a committed backup in `storage`, as the backup flow would."""
+    catalog = Catalog(storage, INSTANCE)
+    backup_id = backup_id or catalog.reserve(datetime.now(UTC)).backup_id
+    digest = hashlib.sha256(data).hexdigest()
+    now = datetime.now(UTC)
+    manifest = Manifest(
+        id=backup_id,
+        instance=INSTANCE,
+        mode="stream",
+        created_at=now,
+        completed_at=now,
+        duration_seconds=1.0,
+        source=RedisSource(redis_version="7.0.15", role="master"),
+        files=[
+            StoredFile(
+                name="dump.rdb.zst",
+                raw_size=len(data),
+                raw_sha256=digest,
+                stored_size=len(data),
+                stored_sha256=digest,
+                compression=Compression.NONE,
+            )
+        ],
+        tool_version="test",
+    )
+    storage.put(catalog.data_key(backup_id, "dump.rdb.zst"), iter([data]))
+    catalog.commit(manifest)
+    return manifest
+
+
+def stored_keys(storage: Storage) -> list[str]:
+    return [info.key for info in storage.list(f"{INSTANCE}/")]
+
+
+PAIRS = [("file", "s3"), ("s3", "s3"), ("s3", "gcs"), ("gcs", "s3"), ("gcs", "gcs"), ("gcs", "file"), ("file", "file")]
+
+
+@pytest.mark.parametrize(("source_kind", "destination_kind"), PAIRS, ids=[f"{a}-to-{b}" for a, b in PAIRS])
+def test_copy_is_byte_identical_and_idempotent(location: object, source_kind: str, destination_kind: str) -> None:
+    source, destination = location(source_kind), location(destination_kind)  # type: ignore[operator]
+    data = os.urandom(DATA_SIZE)
+    manifest = committed_backup(source, data)
+
+    outcome = copy_backup(source, destination, INSTANCE, manifest.id)
+
+    assert outcome.status == "copied" and outcome.bytes == DATA_SIZE
+    assert outcome.server_side == (source_kind == destination_kind)
+    copy = Catalog(destination, INSTANCE)
+    assert copy.load(manifest.id) == manifest
+    assert destination.get_bytes(copy.manifest_key(manifest.id)) == source.get_bytes(copy.manifest_key(manifest.id))
+    assert destination.get_bytes(copy.data_key(manifest.id, "dump.rdb.zst")) == data
+
+    again = copy_backup(source, destination, INSTANCE, manifest.id)
+    assert again.status == "already-present" and again.bytes == 0
+
+
+def test_an_interrupted_copy_resumes_without_copying_intact_objects_again(location: object) -> None:
+    source, destination = location("file"), location("s3")  # type: ignore[operator]
+    manifest = committed_backup(source, os.urandom(DATA_SIZE))
+    key = Catalog(source, INSTANCE).data_key(manifest.id, "dump.rdb.zst")
+    destination.put(key, source.get(key))  # the data arrived, then the copy died before the manifest
+
+    outcome = copy_backup(source, destination, INSTANCE, manifest.id)
+
+    assert outcome.status == "copied" and outcome.bytes == 0
+    assert Catalog(destination, INSTANCE).load(manifest.id) == manifest
+
+
+def test_a_damaged_leftover_at_the_destination_is_replaced(location: object) -> None:
+    source, destination = location("file"), location("gcs")  # type: ignore[operator]
+    data = os.urandom(DATA_SIZE)
+    manifest = committed_backup(source, data)
+    key = Catalog(source, INSTANCE).data_key(manifest.id, "dump.rdb.zst")
+    destination.put_bytes(key, data[:1000])  # what a broken earlier attempt might leave
+
+    copy_backup(source, destination, INSTANCE, manifest.id)
+
+    assert destination.get_bytes(key) == data
+
+
+def test_a_corrupt_source_is_not_copied(location: object) -> None:
+    source, destination = location("file"), location("s3")  # type: ignore[operator]
+    data = os.urandom(DATA_SIZE)
+    manifest = committed_backup(source, data)
+    path = Path(source.url.removeprefix("file://")) / INSTANCE / manifest.id / "dump.rdb.zst"
+    with path.open("r+b") as handle:  # bit rot in the primary location
+        handle.seek(DATA_SIZE // 2)
+        handle.write(b"\x00" * 16)
+
+    with pytest.raises(IntegrityError, match="source is corrupt"):
+        copy_backup(source, destination, INSTANCE, manifest.id)
+
+    assert stored_keys(destination) == []
+
+
+def test_a_different_manifest_under_the_same_id_is_refused(location: object) -> None:
+    source, destination = location("file"), location("file")  # type: ignore[operator]
+    manifest = committed_backup(source, b"one backup")
+    committed_backup(destination, b"another backup", backup_id=manifest.id)
+
+    with pytest.raises(AlreadyExistsError, match="different manifest"):
+        copy_backup(source, destination, INSTANCE, manifest.id)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs: a real file system that fills up mid-copy."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def test_a_destination_that_fills_up_mid_copy_gets_no_manifest(location: object, tiny_disk: Path) -> None:
+    source = location("s3")  # type: ignore[operator]
+    destination = open_storage(f"file://{tiny_disk}")
+    data = os.urandom(DATA_SIZE)
+    manifest = committed_backup(source, data)
+
+    with pytest.raises(StorageFullError, match=str(tiny_disk)):
+        copy_backup(source, destination, INSTANCE, manifest.id)
+
+    assert stored_keys(destination) == []
+    assert not any(tiny_disk.rglob("*")), "nothing partial left, no empty directories"
+    assert Catalog(source, INSTANCE).load(manifest.id) == manifest
+    assert source.get_bytes(Catalog(source, INSTANCE).data_key(manifest.id, "dump.rdb.zst")) == data
