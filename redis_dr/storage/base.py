@@ -2,9 +2,13 @@
 
 Keys are '/'-separated relative paths (no leading slash). A backend is rooted
 at the prefix of its URL: `s3://bucket/prefix` stores key `a/b` at
-`prefix/a/b`. Writes are create-only: `put` never replaces an existing object
-and raises `AlreadyExistsError` instead. Data moves as iterables of byte
-chunks, so memory stays bounded whatever the object size.
+`prefix/a/b`. Writes are create-only: `put` and `copy_from` never replace an
+existing object and raise `AlreadyExistsError` instead. Data moves as iterables
+of byte chunks, so memory stays bounded whatever the object size.
+
+Backends never retry: the Prefect tasks above them are the only retry layer.
+Each request to a store makes one attempt, bounded by socket timeouts, and a
+failure surfaces at once as a `TransientError` (or a permanent error).
 """
 
 from __future__ import annotations
@@ -20,6 +24,22 @@ from redis_dr.errors import ConfigError, RedisDRError
 CHUNK_SIZE = 1 << 20
 MiB = 1 << 20
 
+#: Seconds to open a connection to a store before the request fails (per request).
+CONNECT_TIMEOUT = 10.0
+#: Seconds a request may wait for the next bytes of a response (or to send the next bytes).
+READ_TIMEOUT = 60.0
+#: The longest one request to a store can block: connect, then a read that never answers.
+REQUEST_SECONDS = CONNECT_TIMEOUT + READ_TIMEOUT
+#: The longest one storage call can block without progress. `stat`, `delete`,
+#: `put_bytes`, `get_bytes` of a small object, `copy_from` of one object below
+#: the multipart threshold, and each step of `list` / `list_dirs` (one page) make
+#: at most three requests in a row (the work, a HEAD to confirm it, a bucket
+#: check to tell a missing bucket from a missing key), and none is retried.
+#: Streaming `put` / `get` and multipart copies make one request per part, each
+#: bounded by REQUEST_SECONDS. Task timeouts must be above this (DNS resolution,
+#: which no SDK bounds, is not included).
+MAX_CALL_SECONDS = 3 * REQUEST_SECONDS
+
 
 def check_key(key: str) -> str:
     """Return key if it is a valid relative '/'-separated key, else raise ConfigError."""
@@ -27,6 +47,14 @@ def check_key(key: str) -> str:
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise ConfigError(f"invalid storage key {key!r}: use a relative path like 'instance/id/file'")
     return key
+
+
+def check_dir_prefix(prefix: str) -> str:
+    """Return a directory prefix ('' or ending with '/'), else raise ConfigError."""
+    check_prefix(prefix)
+    if prefix and (not prefix.endswith("/") or "" in prefix[:-1].split("/")):
+        raise ConfigError(f"invalid storage directory {prefix!r}: use '' or a path ending with '/'")
+    return prefix
 
 
 def check_prefix(prefix: str) -> str:
@@ -55,10 +83,14 @@ class Storage(abc.ABC):
     def put(self, key: str, chunks: Iterable[bytes], *, storage_class: str | None = None) -> ObjectInfo:
         """Store the chunks under key, create-only, and return the stored object's info.
 
-        Streams with bounded memory (multipart for object stores). On any failure
-        nothing is left under key (multipart uploads are aborted, temp files
-        removed), and the original error propagates. Raises AlreadyExistsError if
-        key exists.
+        Streams with bounded memory (multipart for object stores) and sends the
+        store's own checksum of every request where the service checks one (S3
+        SHA-256 per part, GCS CRC32C), so the store refuses bytes damaged on the
+        way. On any failure nothing is left: no object under key, no temp file,
+        no directory the put created, no unfinished multipart upload. An error
+        raised by `chunks` itself propagates unchanged; storage failures are
+        translated (AccessDeniedError, StorageFullError, TransientError, ...).
+        Raises AlreadyExistsError if key exists.
         """
 
     @abc.abstractmethod
@@ -78,8 +110,41 @@ class Storage(abc.ABC):
         """Yield every object whose key starts with prefix, in key order (UTF-8 bytes), paginated."""
 
     @abc.abstractmethod
+    def list_dirs(self, prefix: str = "") -> Iterator[str]:
+        """Yield the names one level below prefix that hold objects, without reading the objects.
+
+        prefix is '' or ends with '/': `list_dirs('sessions/')` yields
+        '20261125T010000Z' for `sessions/20261125T010000Z/manifest.json`. A name
+        is yielded once, without a '/', and only if some object's key starts with
+        `prefix + name + '/'` (objects directly under prefix are not names).
+        Fetched a page at a time (S3 and GCS list with delimiter '/'), so the cost
+        is one request per page of names, whatever the number of objects below.
+
+        Order: byte order of the names, which is the servers' own order for
+        names made of characters above '/' (backup ids, 'a-z0-9_'). For a name
+        holding a character below '/' ('-', '.', ' '), S3 and GCS order by
+        `name + '/'` ('a-x' before 'a') and SeaweedFS by name: callers that need
+        an exact order for such names sort what they collected. Raises
+        NotFoundError for a missing bucket; a missing directory yields nothing.
+        """
+
+    @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Remove key. Deleting a missing key is not an error."""
+
+    def copy_from(self, source: Storage, source_key: str, key: str) -> ObjectInfo | None:
+        """Copy source's object source_key to key here, inside the store, create-only.
+
+        Returns the new object's info, or None when this pair of locations cannot
+        copy without the bytes passing through this process (different kinds of
+        backend, different endpoints or credentials): the caller then streams
+        `source.get()` into `put()`. A copy has the same guarantees as `put`: it
+        never replaces an existing key (AlreadyExistsError), leaves nothing under
+        key on failure, and is a second, independent copy of the bytes (never a
+        link to the first). Raises NotFoundError naming the source if source_key
+        does not exist. This default copies nothing and returns None.
+        """
+        return None
 
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
         """Store a small object create-only."""

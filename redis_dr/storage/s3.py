@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,16 +24,35 @@ from redis_dr.errors import (
     RedisDRError,
     TransientError,
 )
-from redis_dr.storage.base import CHUNK_SIZE, MiB, ObjectInfo, Storage, check_key, check_prefix
+from redis_dr.storage.base import (
+    CHUNK_SIZE,
+    CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+    MiB,
+    ObjectInfo,
+    Storage,
+    check_dir_prefix,
+    check_key,
+    check_prefix,
+)
 from redis_dr.storage.parts import split_parts
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, CopySourceTypeDef, HeadObjectOutputTypeDef
+
+    _PartJob = Callable[[str], CompletedPartTypeDef]  # upload id -> the completed part
 
 MIN_PART_SIZE = 5 * MiB
+GiB = 1024 * MiB
+MAX_PARTS = 10_000
+#: Above this size CopyObject is refused by S3: copy in parts (UploadPartCopy).
+COPY_OBJECT_LIMIT = 5 * GiB
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled",
            "InvalidToken", "ExpiredToken", "AccountProblem", "403"}  # fmt: skip
+# The store computed another checksum than the one sent with the bytes: they were
+# damaged on the way, and sending them again (a retry of the task) is the remedy.
+_BAD_DIGEST = {"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch"}
 _THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
               "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable", "503", "500"}  # fmt: skip
 _NETWORK = (bce.EndpointConnectionError, bce.ConnectionClosedError, bce.ReadTimeoutError,
@@ -44,7 +65,12 @@ class S3Storage(Storage):
 
     Credentials come from boto3's usual chain (environment, profile, instance
     role), never from the URL. Create-only writes use `If-None-Match: *` on
-    PutObject and CompleteMultipartUpload (SeaweedFS 4.x honours both).
+    PutObject, CompleteMultipartUpload and CopyObject (SeaweedFS 4.x honours all
+    three). Every upload carries its SHA-256 (`x-amz-checksum-sha256` on
+    PutObject and on each UploadPart, the parts' checksums on
+    CompleteMultipartUpload), which the store checks against the bytes it
+    received (SeaweedFS 4.48 answers BadDigest on a mismatch, like AWS). botocore
+    makes one attempt per request: the tasks are the only retry layer.
     """
 
     def __init__(
@@ -59,33 +85,40 @@ class S3Storage(Storage):
         part_size: int = 16 * MiB,
         page_size: int = 1000,
         max_in_flight: int = 2,
-        max_attempts: int = 3,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 60.0,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+        copy_threshold: int = COPY_OBJECT_LIMIT,
+        copy_part_size: int = GiB,
     ) -> None:
         if part_size < MIN_PART_SIZE:
             raise ConfigError(f"S3 part size {part_size} is below the 5 MiB minimum")
         if not 1 <= page_size <= 1000:
             raise ConfigError(f"S3 page size {page_size} must be between 1 and 1000")
+        if not 0 < copy_threshold <= COPY_OBJECT_LIMIT or copy_part_size < MIN_PART_SIZE:
+            raise ConfigError("S3 copy threshold must be at most 5 GiB and copy parts at least 5 MiB")
         self.bucket, self.prefix = bucket, prefix
         self.storage_class = storage_class
         self.part_size, self.page_size, self.max_in_flight = part_size, page_size, max_in_flight
+        self.copy_threshold, self.copy_part_size = copy_threshold, copy_part_size
         self.url = f"s3://{bucket}/{prefix}"
         config = Config(
             region_name=region,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            # One attempt per request. In the client config `max_attempts` counts
+            # retries after the first attempt (3 meant 4 requests), while
+            # `total_max_attempts` counts every attempt and overrides AWS_MAX_ATTEMPTS.
+            retries={"mode": "standard", "total_max_attempts": 1},
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
             s3={"addressing_style": "path"} if endpoint else None,
             max_pool_connections=max(10, max_in_flight + 2),
         )
         try:
-            session = boto3.session.Session(profile_name=profile)
+            self._session = boto3.session.Session(profile_name=profile)
         except bce.ProfileNotFound:
             raise ConfigError(f"AWS profile {profile!r} not found in ~/.aws/config") from None
-        self._client: S3Client = session.client("s3", endpoint_url=endpoint, config=config)
+        self._client: S3Client = self._session.client("s3", endpoint_url=endpoint, config=config)
 
     # -- helpers -----------------------------------------------------------------
 
@@ -115,6 +148,11 @@ class S3Storage(Storage):
                 )
             if code in ("PreconditionFailed", "412") or status == 412:
                 return AlreadyExistsError(f"{where} already exists")
+            if code in _BAD_DIGEST:
+                return TransientError(
+                    f"S3 refused the bytes sent to {where} ({message}): they did not match "
+                    "their checksum on arrival (damaged in transit); try again"
+                )
             if code in ("NoSuchKey", "NotFound", "404") or status == 404:
                 return NotFoundError(f"{where} not found")
             if code in _THROTTLED or status >= 500 or status == 429:
@@ -135,36 +173,43 @@ class S3Storage(Storage):
 
     # -- contract ----------------------------------------------------------------
 
+    def _storage_class(self, storage_class: str | None = None) -> dict[str, Any]:
+        chosen = storage_class or self.storage_class
+        return {"StorageClass": chosen} if chosen else {}
+
     def put(self, key: str, chunks: Iterable[bytes], *, storage_class: str | None = None) -> ObjectInfo:
         """Upload create-only: one PutObject if it fits one part, else multipart."""
         name = self._name(key)
-        extra: dict[str, Any] = {}
-        if storage_class or self.storage_class:
-            extra["StorageClass"] = storage_class or self.storage_class
+        extra = self._storage_class(storage_class)
         parts = split_parts(chunks, self.part_size)
         with self._translated(key):
             first = next(parts)
             second = next(parts, None)
             if second is None:
-                self._client.put_object(Bucket=self.bucket, Key=name, Body=first, IfNoneMatch="*", **extra)
+                self._client.put_object(
+                    Bucket=self.bucket, Key=name, Body=first, IfNoneMatch="*",
+                    ChecksumSHA256=_sha256(first), **extra,
+                )  # fmt: skip
             else:
                 head = [first, second]
                 del first, second  # only `head` may hold them, so they are freed once sent
-                self._multipart(name, head, parts, extra)
+                extra["ChecksumAlgorithm"] = "SHA256"
+                self._multipart(name, self._part_uploads(name, head, parts), extra)
         return self.stat(key)
 
-    def _multipart(self, name: str, head: list[bytes], rest: Iterator[bytes], extra: dict[str, Any]) -> None:
+    def _multipart(self, name: str, parts: Iterator[_PartJob], extra: dict[str, Any]) -> None:
+        """Run each part job (at most max_in_flight at once), then complete create-only; abort on failure."""
         upload_id = self._client.create_multipart_upload(Bucket=self.bucket, Key=name, **extra)["UploadId"]
         try:
             done: list[CompletedPartTypeDef] = []
             pending: deque[Future[CompletedPartTypeDef]] = deque()
             with ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="s3-part") as pool:
                 try:
-                    for number, body in enumerate(_chain(head, rest), start=1):
+                    for job in parts:
                         while len(pending) >= self.max_in_flight:
                             done.append(pending.popleft().result())
-                        pending.append(pool.submit(self._upload_part, name, upload_id, number, body))
-                        del body
+                        pending.append(pool.submit(job, upload_id))
+                        del job  # the job holds its part's bytes: free them once sent
                     while pending:
                         done.append(pending.popleft().result())
                 finally:
@@ -182,11 +227,74 @@ class S3Storage(Storage):
                 self._client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
             raise
 
-    def _upload_part(self, name: str, upload_id: str, number: int, body: bytes) -> CompletedPartTypeDef:
+    def _part_uploads(self, name: str, head: list[bytes], rest: Iterator[bytes]) -> Iterator[_PartJob]:
+        """One job per part, holding no reference to a part once its job is handed out."""
+        for number, body in enumerate(_chain(head, rest), start=1):
+            job = _bind(self._upload_part, name, number, body)
+            del body
+            yield job
+            del job
+
+    def _upload_part(self, name: str, number: int, body: bytes, upload_id: str) -> CompletedPartTypeDef:
+        checksum = _sha256(body)  # in the part's thread: hashlib releases the GIL
         response = self._client.upload_part(
-            Bucket=self.bucket, Key=name, UploadId=upload_id, PartNumber=number, Body=body
-        )
-        return {"PartNumber": number, "ETag": response["ETag"]}
+            Bucket=self.bucket, Key=name, UploadId=upload_id, PartNumber=number, Body=body,
+            ChecksumSHA256=checksum,
+        )  # fmt: skip
+        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": checksum}
+
+    # -- server-side copy --------------------------------------------------------
+
+    def _same_service(self, other: Storage) -> bool:
+        """Whether other is an S3 location this client can copy from inside the store."""
+        if not isinstance(other, S3Storage):
+            return False
+        mine, theirs = self._client.meta, other._client.meta
+        if (mine.endpoint_url, mine.region_name) != (theirs.endpoint_url, theirs.region_name):
+            return False
+        with self._translated():
+            a, b = self._session.get_credentials(), other._session.get_credentials()
+        if a is None or b is None:
+            return False
+        return a.get_frozen_credentials() == b.get_frozen_credentials()
+
+    def copy_from(self, source: Storage, source_key: str, key: str) -> ObjectInfo | None:
+        """CopyObject (UploadPartCopy above `copy_threshold`) on the same endpoint and credentials."""
+        if not self._same_service(source):
+            return None
+        assert isinstance(source, S3Storage)
+        head = source._head(source_key)
+        size, etag = head["ContentLength"], head["ETag"]
+        copy_source: CopySourceTypeDef = {"Bucket": source.bucket, "Key": source._name(source_key)}
+        name = self._name(key)
+        with self._translated(key):
+            if size <= self.copy_threshold:
+                self._client.copy_object(
+                    Bucket=self.bucket, Key=name, CopySource=copy_source, CopySourceIfMatch=etag,
+                    IfNoneMatch="*", **self._storage_class(),
+                )  # fmt: skip
+            else:
+                with contextlib.suppress(NotFoundError):  # refuse before copying gigabytes in vain
+                    self._head(key)
+                    raise AlreadyExistsError(f"s3://{self.bucket}/{name} already exists")
+                part = max(self.copy_part_size, -(-size // MAX_PARTS))
+                jobs = (
+                    _bind(self._copy_part, name, number, copy_source, etag, start, min(start + part, size))
+                    for number, start in enumerate(range(0, size, part), start=1)
+                )
+                self._multipart(name, jobs, self._storage_class())
+        return self.stat(key)
+
+    def _copy_part(
+        self, name: str, number: int, source: CopySourceTypeDef, etag: str, start: int, end: int,
+        upload_id: str,
+    ) -> CompletedPartTypeDef:
+        """UploadPartCopy of the source's bytes [start, end), only while its ETag is etag."""
+        response = self._client.upload_part_copy(
+            Bucket=self.bucket, Key=name, UploadId=upload_id, PartNumber=number,
+            CopySource=source, CopySourceRange=f"bytes={start}-{end - 1}", CopySourceIfMatch=etag,
+        )  # fmt: skip
+        return {"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]}
 
     def get(self, key: str) -> Iterator[bytes]:
         """Start the GET now (so NotFoundError is raised at once) and stream the body."""
@@ -203,12 +311,15 @@ class S3Storage(Storage):
 
     def stat(self, key: str) -> ObjectInfo:
         """HEAD the object."""
+        head = self._head(key)
+        return ObjectInfo(key, head["ContentLength"], head["LastModified"])
+
+    def _head(self, key: str) -> HeadObjectOutputTypeDef:
         try:
             with self._translated(key):
-                head = self._client.head_object(Bucket=self.bucket, Key=self._name(key))
+                return self._client.head_object(Bucket=self.bucket, Key=self._name(key))
         except NotFoundError:
             raise self._not_found(key) from None
-        return ObjectInfo(key, head["ContentLength"], head["LastModified"])
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """ListObjectsV2 pages of `page_size` keys, yielded in key order.
@@ -231,6 +342,18 @@ class S3Storage(Storage):
                 )
         found.sort(key=lambda info: info.key.encode())
         yield from found
+
+    def list_dirs(self, prefix: str = "") -> Iterator[str]:
+        """ListObjectsV2 with Delimiter '/': pages of `page_size` common prefixes, no objects read."""
+        full = self.prefix + check_dir_prefix(prefix)
+        paginator = self._client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(
+            Bucket=self.bucket, Prefix=full, Delimiter="/", PaginationConfig={"PageSize": self.page_size}
+        )
+        with self._translated(prefix):
+            for page in pages:
+                for common in page.get("CommonPrefixes", []):
+                    yield common["Prefix"][len(full) : -1]
 
     def delete(self, key: str) -> None:
         """DeleteObject (S3 reports success for a missing key)."""
@@ -255,6 +378,16 @@ class S3Storage(Storage):
     def close(self) -> None:
         """Close the client's connection pool."""
         self._client.close()
+
+
+def _sha256(data: bytes) -> str:
+    """The base64 SHA-256 digest S3 expects in ChecksumSHA256."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def _bind(function: Callable[..., CompletedPartTypeDef], *args: Any) -> _PartJob:
+    """A part job: function(*args, upload_id)."""
+    return lambda upload_id: function(*args, upload_id)
 
 
 def _chain(head: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:

@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import google_crc32c
 import pytest
 
-from redis_dr.errors import AccessDeniedError, AlreadyExistsError, NotFoundError, TransientError
+from redis_dr.errors import (
+    AccessDeniedError,
+    AlreadyExistsError,
+    ConfigError,
+    NotFoundError,
+    TransientError,
+)
 from redis_dr.sandbox.ports import free_port
 from redis_dr.storage import Storage, open_storage
 from redis_dr.storage.base import MiB
+from redis_dr.storage.file import FileStorage
+from redis_dr.storage.gcs import GCSStorage
 from redis_dr.storage.location import StorageLocation
 from redis_dr.storage.s3 import S3Storage
 from tests.servers.seaweedfs import SeaweedFS
+from tests.storage.dead_endpoint import DeadEndpoint
 
 pytestmark = pytest.mark.integration
 PART = 5 * MiB
@@ -40,6 +54,22 @@ def store(storage_url: str) -> Iterator[Storage]:
     storage = open_storage(storage_url, part_size=PART, page_size=2)
     yield storage
     storage.close()
+
+
+def sibling_url(storage_url: str, tmp_path: Path) -> str:
+    """Another, empty location on the same service (same endpoint and credentials)."""
+    parts = urlsplit(storage_url)
+    if parts.scheme == "file":
+        return f"file://{tmp_path / 'sibling'}"  # not created: the first write makes it
+    return urlunsplit(parts._replace(path=f"/{uuid.uuid4().hex}"))
+
+
+def b64_sha256(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def b64_crc32c(data: bytes) -> str:
+    return base64.b64encode(google_crc32c.Checksum(data).digest()).decode()  # type: ignore[no-untyped-call]
 
 
 def missing_bucket_url(storage_url: str) -> tuple[str, str]:
@@ -118,7 +148,7 @@ def test_failed_put_leaves_nothing(store: Storage, before_failure: int) -> None:
         assert uploads.get("Uploads", []) == []
     if store.url.startswith("file://"):
         root = StorageLocation.parse(store.url).bucket_or_path
-        assert [n for _, _, files in os.walk(root) for n in files] == []
+        assert os.listdir(root) == []  # no temp file, and no directory the put made (f/)
 
 
 def test_missing_bucket(storage_url: str) -> None:
@@ -129,9 +159,12 @@ def test_missing_bucket(storage_url: str) -> None:
             call()
     if url.startswith("file://"):  # a directory not created yet lists empty; put creates it
         assert list(store.list()) == []
+        assert list(store.list_dirs()) == []
     else:
         with pytest.raises(NotFoundError, match=name):
             list(store.list())
+        with pytest.raises(NotFoundError, match=name):
+            list(store.list_dirs("inst/"))
         with pytest.raises(NotFoundError, match=name):
             store.put_bytes("x", b"1")
         with pytest.raises(NotFoundError, match=name):
@@ -161,7 +194,7 @@ def test_s3_no_credentials(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch
 
 
 def test_s3_unreachable_is_transient(seaweedfs: SeaweedFS) -> None:
-    store = S3Storage("redis-dr-test", endpoint=f"http://127.0.0.1:{free_port()}", max_attempts=1)
+    store = S3Storage("redis-dr-test", endpoint=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(TransientError, match="connection"):
         store.stat("x")
 
@@ -186,3 +219,153 @@ def test_file_backend_does_not_import_sdks(tmp_path: object) -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# -- listing names one level down -------------------------------------------------
+
+IDS = [f"202611{day:02d}T{hour:02d}0000Z" for day in range(1, 8) for hour in range(24)][:150]
+
+
+def test_list_dirs_pages_through_names_without_reading_objects(store: Storage) -> None:
+    for backup_id in IDS:
+        store.put_bytes(f"sessions/{backup_id}/manifest.json", b"{}")
+    for backup_id in IDS[:3]:
+        store.put_bytes(f"sessions/{backup_id}/dump.rdb.zst", b"rdb")
+    store.put_bytes("sessions/20261201T000000Z/sub/deeper", b"1")  # a name with no object of its own
+    store.put_bytes("sessions/loose.json", b"{}")  # an object, not a name
+    store.put_bytes("cache/x", b"1")
+    pages: list[dict[str, Any]] = []
+    if isinstance(store, S3Storage):
+        store._client.meta.events.register(
+            "after-call.s3.ListObjectsV2", lambda parsed, **_: pages.append(parsed)
+        )
+    names = list(store.list_dirs("sessions/"))
+    assert names == [*IDS, "20261201T000000Z"]
+    assert list(store.list_dirs("")) == ["cache", "sessions"]
+    assert list(store.list_dirs("sessions/20261201T000000Z/")) == ["sub"]
+    assert list(store.list_dirs("sessions/20261201T000000Z/sub/")) == []
+    assert list(store.list_dirs("absent/")) == []
+    if isinstance(store, S3Storage):  # a page of 2 names per request, and never an object under a name
+        listed = [p for p in pages if p.get("Prefix", "").endswith("/sessions/")]
+        assert len(names) / 2 <= len(listed) <= len(names) / 2 + 1
+        assert [o["Key"] for p in listed for o in p.get("Contents", [])] == [store.prefix + "sessions/loose.json"]
+    for bad in ("sessions", "/sessions/", "a//"):
+        with pytest.raises(ConfigError):
+            list(store.list_dirs(bad))
+
+
+def test_list_dirs_names_with_punctuation(store: Storage) -> None:
+    for name in ("a", "a-x", "a.b", "b"):
+        store.put_bytes(f"i/{name}/manifest.json", b"{}")
+    assert sorted(store.list_dirs("i/")) == ["a", "a-x", "a.b", "b"]  # the order of such names is the server's
+
+
+def test_list_dirs_skips_a_put_in_progress(store: Storage) -> None:
+    if not isinstance(store, FileStorage):
+        pytest.skip("object stores show an object only once its upload completes")
+    store.put_bytes("i/done/manifest.json", b"{}")
+    (store.root / "i" / "pending").mkdir()
+    (store.root / "i" / "pending" / ".dump.rdb.1234.partial").write_bytes(b"half")
+    assert list(store.list_dirs("i/")) == ["done"]
+
+
+# -- server-side copy --------------------------------------------------------------
+
+KEY = "inst/20260101T000000Z/dump.rdb.zst"
+
+
+@pytest.mark.parametrize("size", [1000, 12 * MiB + 5], ids=["small", "large"])
+def test_copy_from_same_service(store: Storage, storage_url: str, tmp_path: Path, size: int) -> None:
+    data = pattern(size, 3)
+    store.put(KEY, chunked(data))
+    other = open_storage(sibling_url(storage_url, tmp_path), part_size=PART, page_size=2)
+    info = other.copy_from(store, KEY, KEY)
+    assert info is not None and (info.key, info.size) == (KEY, size)
+    assert other.get_bytes(KEY) == data
+
+    store.put_bytes("inst/other", b"other bytes")
+    with pytest.raises(AlreadyExistsError, match="already exists"):
+        other.copy_from(store, "inst/other", KEY)
+    with pytest.raises(NotFoundError, match=f"{store.url}.*nope/x|nope/x"):
+        other.copy_from(store, "nope/x", "inst/new")
+    assert [o.key for o in other.list()] == [KEY]  # refused copies left nothing
+    assert other.get_bytes(KEY) == data
+
+    if isinstance(store, FileStorage):  # a second copy of the bytes, not a second name for them
+        with (store.root / KEY).open("r+b") as original:
+            original.write(b"damaged")
+    store.delete(KEY)
+    assert other.get_bytes(KEY) == data
+    other.close()
+
+
+def test_copy_between_services_is_left_to_the_caller(store: Storage, tmp_path: Path) -> None:
+    with DeadEndpoint("hangup") as dead:
+        others: list[Storage] = [
+            S3Storage("redis-dr-test", "p/", endpoint=dead.url, region="us-east-1"),
+            GCSStorage("redis-dr-test", "p/", endpoint=dead.url),
+        ]
+        if not isinstance(store, FileStorage):
+            others.append(FileStorage(tmp_path / "elsewhere"))
+        store.put_bytes("k", b"1")
+        for other in others:
+            assert store.copy_from(other, "k", "copy") is None, other.url
+            assert other.copy_from(store, "k", "copy") is None, other.url
+        assert dead.connections() == 0  # decided without asking either store
+    assert [o.key for o in store.list()] == ["k"]
+
+
+def test_s3_copy_in_parts(seaweedfs: SeaweedFS) -> None:
+    def location() -> S3Storage:
+        return S3Storage(
+            "redis-dr-test", f"{uuid.uuid4().hex}/", endpoint=seaweedfs.endpoint, region="us-east-1",
+            part_size=PART, copy_threshold=6 * MiB, copy_part_size=PART,
+        )  # fmt: skip
+
+    source, target = location(), location()
+    data = pattern(12 * MiB + 5, 4)
+    source.put(KEY, chunked(data))
+    info = target.copy_from(source, KEY, KEY)
+    assert info is not None and info.size == len(data)
+    assert target.get_bytes(KEY) == data
+    head = target._client.head_object(Bucket=target.bucket, Key=target._name(KEY))
+    assert head["ETag"].endswith('-3"')  # three UploadPartCopy parts: 5 + 5 + 2 MiB
+    with pytest.raises(AlreadyExistsError):
+        target.copy_from(source, KEY, KEY)
+    uploads = target._client.list_multipart_uploads(Bucket=target.bucket, Prefix=target.prefix)
+    assert uploads.get("Uploads", []) == []
+
+
+# -- checksums the store confirms --------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1000, 12 * MiB + 123], ids=["single", "multipart"])
+def test_the_store_holds_the_checksum_of_the_bytes(store: Storage, size: int) -> None:
+    data = pattern(size, 5)
+    store.put(KEY, chunked(data))
+    if isinstance(store, S3Storage):
+        head = store._client.head_object(Bucket=store.bucket, Key=store._name(KEY), ChecksumMode="ENABLED")
+        parts = [data[i : i + PART] for i in range(0, size, PART)]
+        if len(parts) == 1:
+            assert head["ChecksumSHA256"] == b64_sha256(data)
+        else:  # a composite checksum: the SHA-256 of the parts' SHA-256 digests
+            digests = b"".join(hashlib.sha256(p).digest() for p in parts)
+            assert head["ChecksumSHA256"] == f"{b64_sha256(digests)}-{len(parts)}"
+    elif isinstance(store, GCSStorage):
+        blob = store._bucket.get_blob(store._name(KEY))
+        assert blob is not None
+        assert blob.crc32c == b64_crc32c(data)
+    else:
+        pytest.skip("a file system keeps no checksum of its own")
+
+
+@pytest.mark.parametrize("size", [1000, 12 * MiB + 123], ids=["single", "multipart"])
+def test_s3_refuses_bytes_that_do_not_match_their_checksum(
+    seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    store = S3Storage("redis-dr-test", f"{uuid.uuid4().hex}/", endpoint=seaweedfs.endpoint, part_size=PART)
+    monkeypatch.setattr("redis_dr.storage.s3._sha256", lambda data: b64_sha256(data + b"!"))
+    with pytest.raises(TransientError, match="did not match their checksum"):
+        store.put(KEY, chunked(pattern(size)))
+    assert list(store.list()) == []
+    assert store._client.list_multipart_uploads(Bucket=store.bucket, Prefix=store.prefix).get("Uploads", []) == []
