@@ -30,14 +30,15 @@ CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 #: The longest one request to a store can block: connect, then a read that never answers.
 REQUEST_SECONDS = CONNECT_TIMEOUT + READ_TIMEOUT
-#: The longest one storage call can block without progress. `stat`, `delete`,
-#: `put_bytes`, `get_bytes` of a small object, `copy_from` of one object below
-#: the multipart threshold, and each step of `list` / `list_dirs` (one page) make
-#: at most three requests in a row (the work, a HEAD to confirm it, a bucket
-#: check to tell a missing bucket from a missing key), and none is retried.
-#: Streaming `put` / `get` and multipart copies make one request per part, each
-#: bounded by REQUEST_SECONDS. Task timeouts must be above this (DNS resolution,
-#: which no SDK bounds, is not included).
+#: The longest one storage call can block. No request is retried, and `stat`,
+#: `delete`, `put_bytes` / `get_bytes` of a small object, `copy_from` below the
+#: multipart threshold, and each step of `list` / `list_dirs` (one page) make at
+#: most three requests in a row (e.g. the write, a HEAD to confirm it, a bucket
+#: check that tells a missing bucket from a missing key). Streaming `put` / `get`
+#: and multipart copies make one request per part, each within REQUEST_SECONDS:
+#: they block at most this long without progress. A task's timeout must be above
+#: this (plus DNS resolution, which no SDK bounds), so that an outage surfaces as
+#: the backend's TransientError and not as the task's timeout.
 MAX_CALL_SECONDS = 3 * REQUEST_SECONDS
 
 

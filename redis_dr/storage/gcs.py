@@ -289,7 +289,7 @@ class GCSStorage(Storage):
                 )  # fmt: skip
                 if token is None:
                     break
-        return self.stat(key)
+        return ObjectInfo(key, int(target.size or 0), target.updated)  # the last rewrite returned it
 
     def delete(self, key: str) -> None:
         """Delete the object; a missing object is fine, a missing bucket is not."""

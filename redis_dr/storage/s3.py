@@ -269,20 +269,20 @@ class S3Storage(Storage):
         name = self._name(key)
         with self._translated(key):
             if size <= self.copy_threshold:
-                self._client.copy_object(
+                result = self._client.copy_object(
                     Bucket=self.bucket, Key=name, CopySource=copy_source, CopySourceIfMatch=etag,
                     IfNoneMatch="*", **self._storage_class(),
                 )  # fmt: skip
-            else:
-                with contextlib.suppress(NotFoundError):  # refuse before copying gigabytes in vain
-                    self._head(key)
-                    raise AlreadyExistsError(f"s3://{self.bucket}/{name} already exists")
-                part = max(self.copy_part_size, -(-size // MAX_PARTS))
-                jobs = (
-                    _bind(self._copy_part, name, number, copy_source, etag, start, min(start + part, size))
-                    for number, start in enumerate(range(0, size, part), start=1)
-                )
-                self._multipart(name, jobs, self._storage_class())
+                return ObjectInfo(key, size, result["CopyObjectResult"].get("LastModified"))
+            with contextlib.suppress(NotFoundError):  # refuse before copying gigabytes in vain
+                self._head(key)
+                raise AlreadyExistsError(f"s3://{self.bucket}/{name} already exists")
+            part = max(self.copy_part_size, -(-size // MAX_PARTS))
+            jobs = (
+                _bind(self._copy_part, name, number, copy_source, etag, start, min(start + part, size))
+                for number, start in enumerate(range(0, size, part), start=1)
+            )
+            self._multipart(name, jobs, self._storage_class())
         return self.stat(key)
 
     def _copy_part(

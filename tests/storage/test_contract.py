@@ -280,7 +280,7 @@ def test_copy_from_same_service(store: Storage, storage_url: str, tmp_path: Path
     store.put(KEY, chunked(data))
     other = open_storage(sibling_url(storage_url, tmp_path), part_size=PART, page_size=2)
     info = other.copy_from(store, KEY, KEY)
-    assert info is not None and (info.key, info.size) == (KEY, size)
+    assert info is not None and (info.key, info.size) == (KEY, size) and info.modified is not None
     assert other.get_bytes(KEY) == data
 
     store.put_bytes("inst/other", b"other bytes")
