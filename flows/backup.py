@@ -1,58 +1,124 @@
-"""The backup flow: one Redis instance, one RDB snapshot, one committed backup."""
+"""The backup flow: one Redis instance, one RDB snapshot, committed to the primary location
+and copied, verified, to every other location.
 
-from __future__ import annotations
+No `from __future__ import annotations` in flow modules (nor in tasks/). A runner
+(`flow.serve`, a worker's in-memory flows) carries the flow function by value
+(cloudpickle) to the process that runs it; that copy keeps only the globals its
+body uses. Prefect validates parameters against the function's annotations, and
+postponed annotations are strings resolved in those globals, where
+`BackupRequest` is missing: every run from the UI failed with "`BackupModel` is
+not fully defined". Evaluated annotations are the classes themselves and travel
+with the function, whatever way it is shipped; resolving the strings by hand
+would have to be repeated for every flow and every way Prefect loads one.
+"""
 
-import re
+import logging
+from datetime import UTC, datetime
+from typing import Any
 
-from prefect import flow
-from prefect.artifacts import create_table_artifact
+from prefect import flow, get_run_logger
+from prefect.context import FlowRunContext
+from prefect.states import Failed
 
+from flows.backup_report import (
+    BackupRun,
+    copy_line,
+    publish_artifact,
+    server_line,
+    snapshot_line,
+)
 from redis_dr.config import BackupRequest
-from redis_dr.manifest import Manifest
-from tasks.backup import allocate_backup_id, check_redis, commit_manifest, snapshot_to_storage
+from redis_dr.errors import RedisDRError
+from redis_dr.manifest import BACKUP_ID_FORMAT, Manifest
+from redis_dr.redis.connection import redact_redis_url
+from tasks.backup import allocate_backup_id, check_redis, commit_manifest, copy_task, snapshot_to_storage
+from tasks.run_logs import one_line_errors
 
 
-@flow(name="redis-backup", flow_run_name="backup-{request.instance}", validate_parameters=True)
+def run_name() -> str:
+    """`backup-<instance>-<UTC start, as a backup id>`: runs of one instance told apart at a glance."""
+    context = FlowRunContext.get()
+    request: Any = (context.parameters or {}).get("request") if context else None
+    instance = request.get("instance") if isinstance(request, dict) else getattr(request, "instance", None)
+    return f"backup-{instance or 'redis'}-{datetime.now(UTC).strftime(BACKUP_ID_FORMAT)}"
+
+
+@flow(name="redis-backup", flow_run_name=run_name, validate_parameters=True)
 def backup(request: BackupRequest) -> Manifest:
-    """Back up one Redis instance: check it, stream a snapshot to storage, commit its manifest."""
-    check_redis(request)
-    backup_id = allocate_backup_id(request)
-    snapshot = snapshot_to_storage(request, backup_id)
-    manifest = commit_manifest(request, snapshot)
-    publish_artifact(request, manifest)
+    """Back up one Redis instance to its primary storage location, then copy it to every other.
+
+    A failed run ends with its error's one line as the state message and leaves
+    an artifact that says where it stopped. A failed copy does not stop the
+    other copies, nor undo the committed primary backup.
+    """
+    one_line_errors()
+    log = get_run_logger()
+    run = BackupRun(request)
+    try:
+        manifest = back_up(run, log)
+        copy_everywhere(run, manifest, log)
+    except RedisDRError as exc:
+        log.error("backup of %s failed at %s: %s", request.instance, run.step, exc)
+        publish_artifact(run, error=str(exc))
+        # Prefect takes a returned state as the run's final state: the UI shows this one
+        # line (not "Flow run encountered an exception: ..."), and calling the flow still
+        # raises `exc` itself, so the CLI keeps its exit code.
+        return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+    publish_artifact(run)
     return manifest
 
 
-def artifact_key(prefix: str, instance: str) -> str:
-    """Artifact keys allow lowercase letters, digits and dashes only."""
-    return re.sub(r"[^a-z0-9-]+", "-", f"{prefix}-{instance}".lower()).strip("-")
+def back_up(run: BackupRun, log: logging.Logger | logging.LoggerAdapter[Any]) -> Manifest:
+    """Check the server, reserve an id, stream the snapshot and commit it in the primary location."""
+    request = run.request
+    primary = run.locations[0]
+    log.info(
+        "backing up %s from %s (%s mode, %s) to %d location(s), primary %s",
+        request.instance, redact_redis_url(request.redis_url), request.mode.value,
+        request.compression.value, len(run.locations), primary.url,
+    )  # fmt: skip
+    run.step = "check-redis"
+    run.facts = check_redis(request)
+    log.info("server: %s", server_line(run.facts))
+    run.step = "reserve-id"
+    reservation = allocate_backup_id(request)
+    run.backup_id = reservation.backup_id
+    log.info("backup id %s reserved in %s", run.backup_id, primary.url)
+    run.step = "snapshot"
+    primary.outcome = "snapshot not committed"
+    snapshot = snapshot_to_storage(request, reservation)
+    run.step = "commit"
+    manifest = commit_manifest(request, snapshot)
+    run.manifest = manifest
+    primary.outcome = f"committed {manifest.id}"
+    log.info("snapshot: %s", snapshot_line(manifest))
+    log.info("committed backup %s in %s (primary)", manifest.id, primary.url)
+    return manifest
 
 
-def publish_artifact(request: BackupRequest, manifest: Manifest) -> None:
-    """Leave a table a person can read: what was backed up, where, how big, how fast."""
-    stored = manifest.files[0]
-    rate = manifest.raw_size / manifest.duration_seconds / 1e6 if manifest.duration_seconds else 0
-    rows = [
-        ("backup id", manifest.id),
-        ("instance", manifest.instance),
-        ("environment", manifest.environment or "-"),
-        ("storage", f"{request.storage[0]} -> {manifest.instance}/{manifest.id}/{stored.name}"),
-        ("mode", manifest.mode),
-        (
-            "redis",
-            f"{manifest.source.redis_version} ({manifest.source.role}), RDB v{manifest.source.rdb_version}",
-        ),
-        ("keys", f"{manifest.source.total_keys:,} in {len(manifest.source.keyspace)} db(s)"),
-        (
-            "size",
-            f"{manifest.raw_size:,} B raw, {manifest.stored_size:,} B stored ({stored.compression.value})",
-        ),
-        ("encrypted to", ", ".join(stored.encrypted_to) or "not encrypted"),
-        ("sha256 (raw)", stored.raw_sha256),
-        ("data path", f"{manifest.duration_seconds:.1f} s, {rate:.0f} MB/s"),
-    ]
-    create_table_artifact(
-        key=artifact_key("backup", manifest.instance),
-        table=[{"field": field, "value": value} for field, value in rows],
-        description=f"Backup {manifest.id} of {manifest.instance}",
-    )
+def copy_everywhere(
+    run: BackupRun, manifest: Manifest, log: logging.Logger | logging.LoggerAdapter[Any]
+) -> None:
+    """Copy the committed backup to every other location; raise once all were tried if any failed."""
+    errors: list[RedisDRError] = []
+    for position, (url, location) in enumerate(zip(run.request.storage, run.locations, strict=True), start=1):
+        if location.primary:
+            continue
+        run.step = f"copy to {location.url}"
+        try:
+            outcome = copy_task(position)(run.request, manifest.id, url)
+        except RedisDRError as exc:
+            location.outcome, location.failed = f"FAILED: {exc}", True
+            log.error("copy of backup %s to %s failed: %s", manifest.id, location.url, exc)
+            errors.append(exc)
+            continue
+        location.outcome = copy_line(outcome)
+        log.info("location %d %s: %s", position, location.url, location.outcome)
+    if errors:
+        failed = run.failed_copies
+        run.step = "copy to " + ", ".join(location.url for location in failed)
+        details = "; ".join(f"{location.url}: {exc}" for location, exc in zip(failed, errors, strict=True))
+        raise type(errors[0])(
+            f"copy to {len(failed)} of {len(run.locations) - 1} other location(s) failed ({details}); "
+            f"backup {manifest.id} is committed in {run.locations[0].url}"
+        )

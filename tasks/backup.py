@@ -1,55 +1,62 @@
-"""Tasks of the backup flow."""
+"""Tasks of the backup flow: one side effect each, retried only on transient errors.
 
-from __future__ import annotations
+No postponed annotations (`from __future__ import annotations`) here or in
+flows/: a served flow carries its tasks' functions by value (cloudpickle) to
+the process that runs them, and that copy keeps only the globals a function's
+body uses, so annotations left as strings could not be resolved there.
+"""
 
-import time
 from datetime import UTC, datetime
 
-from prefect import task
+from prefect import Task, task
 
 from redis_dr.backup import StoredSnapshot, commit_backup, inspect_server, store_snapshot
-from redis_dr.catalog import Catalog
+from redis_dr.catalog import Catalog, Reservation
 from redis_dr.config import BackupRequest
-from redis_dr.manifest import Manifest, next_backup_id
+from redis_dr.copy import CopyOutcome, copy_backup
+from redis_dr.manifest import Manifest
 from redis_dr.redis.info import ServerFacts
 from redis_dr.storage import open_storage
-from tasks.policy import RETRY_POLICY
+from tasks.policy import (
+    MARGIN_SECONDS,
+    REDIS_CHECK_SECONDS,
+    RETRY_POLICY,
+    STREAM_SECONDS,
+    storage_timeout,
+)
 from tasks.secrets import redis_endpoint
 
 
-@task(name="check-redis", timeout_seconds=60, **RETRY_POLICY)
+@task(name="check-redis", timeout_seconds=REDIS_CHECK_SECONDS + MARGIN_SECONDS, **RETRY_POLICY)
 def check_redis(request: BackupRequest) -> ServerFacts:
     """Connect, authenticate and read INFO: fail fast on a wrong address or password."""
     return inspect_server(redis_endpoint(request.redis_url, request.password))
 
 
-@task(name="allocate-backup-id", timeout_seconds=60, **RETRY_POLICY)
-def allocate_backup_id(request: BackupRequest) -> str:
-    """A fresh backup id (UTC second) that nothing in the primary storage uses yet."""
+# reserve: list one page under the id, write the reservation (another second on a clash).
+@task(name="allocate-backup-id", timeout_seconds=storage_timeout(4), **RETRY_POLICY)
+def allocate_backup_id(request: BackupRequest) -> Reservation:
+    """Reserve a fresh backup id (UTC second) in the primary storage for this run alone."""
     storage = open_storage(request.storage[0])
     try:
-        catalog = Catalog(storage, request.instance)
-        backup_id = catalog.new_backup_id(datetime.now(UTC))
-        while catalog.is_taken(backup_id):
-            time.sleep(0.2)
-            backup_id = max(next_backup_id(backup_id), catalog.new_backup_id(datetime.now(UTC)))
-        return backup_id
+        return Catalog(storage, request.instance).reserve(datetime.now(UTC))
     finally:
         storage.close()
 
 
-@task(name="snapshot-to-storage", timeout_seconds=6 * 3600, **RETRY_POLICY)
-def snapshot_to_storage(request: BackupRequest, backup_id: str) -> StoredSnapshot:
+@task(name="snapshot-to-storage", timeout_seconds=STREAM_SECONDS, **RETRY_POLICY)
+def snapshot_to_storage(request: BackupRequest, reservation: Reservation) -> StoredSnapshot:
     """Stream a snapshot into the primary storage (the data path); nothing is committed yet."""
     storage = open_storage(request.storage[0])
     try:
         endpoint = redis_endpoint(request.redis_url, request.password)
-        return store_snapshot(request, endpoint, storage, backup_id)
+        return store_snapshot(request, endpoint, storage, reservation)
     finally:
         storage.close()
 
 
-@task(name="commit-manifest", timeout_seconds=120, **RETRY_POLICY)
+# commit: stat the data object, write the manifest, read it back if it was there already.
+@task(name="commit-manifest", timeout_seconds=storage_timeout(3), **RETRY_POLICY)
 def commit_manifest(request: BackupRequest, snapshot: StoredSnapshot) -> Manifest:
     """Confirm the stored object and write the manifest: the backup now exists."""
     storage = open_storage(request.storage[0])
@@ -57,3 +64,22 @@ def commit_manifest(request: BackupRequest, snapshot: StoredSnapshot) -> Manifes
         return commit_backup(request, storage, snapshot)
     finally:
         storage.close()
+
+
+@task(name="copy-to-location", timeout_seconds=STREAM_SECONDS, **RETRY_POLICY)
+def copy_to_location(request: BackupRequest, backup_id: str, destination_url: str) -> CopyOutcome:
+    """Copy the committed backup from the primary location to another one, verified, manifest last."""
+    source = open_storage(request.storage[0])
+    try:
+        destination = open_storage(destination_url)
+        try:
+            return copy_backup(source, destination, request.instance, backup_id)
+        finally:
+            destination.close()
+    finally:
+        source.close()
+
+
+def copy_task(position: int) -> Task[[BackupRequest, str, str], CopyOutcome]:
+    """The copy task for the location at `position` in the request (1-based): `copy-to-<n>`."""
+    return copy_to_location.with_options(name=f"copy-to-{position}")

@@ -13,4 +13,5 @@ pytest_plugins = [
     "tests.fixtures.redis_servers",
     "tests.fixtures.storage_servers",
     "tests.fixtures.prefect_harness",
+    "tests.fixtures.prefect_server",
 ]

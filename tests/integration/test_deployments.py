@@ -1,0 +1,214 @@
+"""Every flow runs from a deployment: runs submitted to a real Prefect server the way the UI does.
+
+The UI's "Run" form posts the parameters as JSON to the server, which creates
+a flow run of the deployment; a runner (`flow.serve`) or a process worker picks
+it up and runs it in a process of its own. These tests do exactly that against
+`prefect server start`, a served process and a `prefect worker start` process.
+"""
+
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import cloudpickle
+import pytest
+from prefect import Flow
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.objects import FlowRun, Log
+from prefect.client.schemas.sorting import LogSort
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from flows.serve import FLOWS
+from redis_dr.catalog import Catalog
+from redis_dr.sandbox.ports import free_port
+from redis_dr.sandbox.redis_server import RedisServer
+from redis_dr.storage import open_storage
+from tests.fixtures.prefect_server import ROOT, PrefectServer
+
+pytestmark = pytest.mark.integration
+
+SERVED = "redis-backup/served"
+WORKER = "redis-backup/worker"
+POOL = "redis-dr-process"
+RUN_SECONDS = 180.0
+#: A run of one instance is named after it and its UTC start: `backup-sessions-20261125T090000Z`.
+RUN_NAME = re.compile(r"^backup-sessions-\d{8}T\d{6}Z$")
+
+
+def backup_parameters(redis_url: str, storage: str) -> dict[str, Any]:
+    """The backup flow's parameters as the UI's form sends them: JSON, no Python objects."""
+    return {"request": {"instance": "sessions", "redis_url": redis_url, "storage": [storage]}}
+
+
+#: Parameters, in JSON form, that each flow accepts (every flow in flows.serve.FLOWS needs one).
+SAMPLE_PARAMETERS: dict[str, dict[str, Any]] = {
+    "redis-backup": backup_parameters("redis://127.0.0.1:6379/0", "file:///var/backups/redis"),
+}
+
+
+@pytest.mark.parametrize("flow", FLOWS, ids=lambda flow: flow.name)
+def test_every_flow_validates_its_parameters_after_travelling_by_value(flow: Flow[..., Any]) -> None:
+    """A runner ships the flow by value (cloudpickle); the copy must still validate a form's JSON."""
+    travelled = cloudpickle.loads(cloudpickle.dumps(flow))
+    parameters = travelled.validate_parameters(SAMPLE_PARAMETERS[flow.name])
+    assert set(parameters) == set(SAMPLE_PARAMETERS[flow.name])
+
+
+@pytest.fixture(scope="module")
+def client(prefect_server: PrefectServer) -> Iterator[SyncPrefectClient]:
+    """A client of the test server (the harness of other modules is not used here)."""
+    with (
+        temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}),
+        get_client(sync_client=True) as api,
+    ):
+        yield api
+
+
+def wait_for_deployment(client: SyncPrefectClient, server: PrefectServer, name: str, process: Any) -> UUID:
+    """The deployment's id, once the process that registers it has done so."""
+    deadline = time.monotonic() + RUN_SECONDS
+    while True:
+        try:
+            return client.read_deployment_by_name(name).id
+        except Exception:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{name} was not registered:\n{server.child_output(process)[-3000:]}")
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def served(prefect_server: PrefectServer, client: SyncPrefectClient) -> Iterator[UUID]:
+    """The backup flow served (`flow.serve` via flows.serve) by a process of its own."""
+    argv = [sys.executable, "-c", "from flows.serve import main; main(['--name', 'served'])"]
+    process = prefect_server.spawn(argv)
+    try:
+        yield wait_for_deployment(client, prefect_server, SERVED, process)
+    finally:
+        prefect_server.stop_child(process)
+
+
+@pytest.fixture(scope="module")
+def worker_deployment(prefect_server: PrefectServer, client: SyncPrefectClient) -> Iterator[UUID]:
+    """The backup flow deployed to a process work pool, and a `prefect worker start` polling it."""
+    from prefect.workers.process import ProcessWorker
+
+    from flows.backup import backup
+
+    client.create_work_pool(
+        WorkPoolCreate(
+            name=POOL, type="process", base_job_template=ProcessWorker.get_default_base_job_template()
+        )
+    )
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        source = backup.from_source(source=str(ROOT), entrypoint="flows/backup.py:backup")
+        source.deploy(name="worker", work_pool_name=POOL, print_next_steps=False)  # type: ignore[union-attr]
+    process = prefect_server.spawn(
+        [str(Path(sys.executable).with_name("prefect")), "worker", "start", "--pool", POOL,
+         "--type", "process", "--prefetch-seconds", "1", "--install-policy", "never"]
+    )  # fmt: skip
+    try:
+        yield wait_for_deployment(client, prefect_server, WORKER, process)
+    finally:
+        prefect_server.stop_child(process)
+
+
+def submit_like_the_ui(client: SyncPrefectClient, deployment_id: UUID, parameters: dict[str, Any]) -> UUID:
+    """Create a run of the deployment with the form's JSON parameters, as the UI's Run button does."""
+    return client.create_flow_run_from_deployment(deployment_id, parameters=parameters).id
+
+
+def wait_until_final(client: SyncPrefectClient, flow_run_id: UUID, output: Callable[[], str]) -> FlowRun:
+    """The flow run once its state is final."""
+    deadline = time.monotonic() + RUN_SECONDS
+    while True:
+        run = client.read_flow_run(flow_run_id)
+        if run.state is not None and run.state.is_final():
+            return run
+        if time.monotonic() > deadline:
+            pytest.fail(f"run {flow_run_id} is {run.state!r} after {RUN_SECONDS:.0f}s:\n{output()[-4000:]}")
+        time.sleep(0.2)
+
+
+def logs_once_delivered(client: SyncPrefectClient, flow_run_id: UUID, min_level: int = 0) -> list[str]:
+    """The run's log lines once the flow engine's last one ("Finished in state") reached the server."""
+    deadline = time.monotonic() + 30
+    while True:
+        logs = read_logs(client, flow_run_id)
+        finished = any(
+            log.task_run_id is None and log.message.startswith("Finished in state") for log in logs
+        )
+        if finished or time.monotonic() > deadline:
+            return [log.message for log in logs if log.level >= min_level]
+        time.sleep(0.2)
+
+
+def read_logs(client: SyncPrefectClient, flow_run_id: UUID) -> list[Log]:
+    """Every log of a flow run (its tasks' too), oldest first."""
+    return client.read_logs(
+        log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+        sort=LogSort.TIMESTAMP_ASC,
+        limit=200,
+    )
+
+
+def listed_ids(storage_url: str) -> list[str]:
+    """The committed backups of `sessions` in a location."""
+    storage = open_storage(storage_url)
+    try:
+        return [manifest.id for manifest in Catalog(storage, "sessions").list().manifests]
+    finally:
+        storage.close()
+
+
+@pytest.fixture
+def quick_redis(redis_factory: Callable[..., RedisServer]) -> RedisServer:
+    """A redis-server with some keys that streams its snapshot without the diskless delay."""
+    server = redis_factory({"repl-diskless-sync-delay": "0"})
+    server.client().mset({f"session:{n}": "x" * 100 for n in range(500)})
+    return server
+
+
+@pytest.mark.parametrize("target", ["served", "worker_deployment"])
+def test_a_backup_submitted_like_the_ui_completes_and_is_listed(
+    target: str,
+    request: pytest.FixtureRequest,
+    client: SyncPrefectClient,
+    prefect_server: PrefectServer,
+    quick_redis: RedisServer,
+    tmp_path: Path,
+) -> None:
+    deployment_id: UUID = request.getfixturevalue(target)
+    storage = f"file://{tmp_path / 'backups'}"
+    flow_run_id = submit_like_the_ui(client, deployment_id, backup_parameters(quick_redis.url, storage))
+
+    run = wait_until_final(client, flow_run_id, lambda: prefect_server.children_output())
+
+    assert run.state is not None and run.state.is_completed(), run.state
+    [backup_id] = listed_ids(storage)
+    assert RUN_NAME.match(run.name), run.name
+    lines = "\n".join(logs_once_delivered(client, flow_run_id))
+    assert f"backup id {backup_id} reserved" in lines
+    assert "500 keys" in lines
+    assert f"committed backup {backup_id}" in lines
+
+
+def test_a_failed_run_says_why_in_one_line_without_tracebacks(
+    client: SyncPrefectClient, served: UUID, tmp_path: Path, prefect_server: PrefectServer
+) -> None:
+    port = free_port()  # nothing listens here
+    parameters = backup_parameters(f"redis://127.0.0.1:{port}/0", f"file://{tmp_path}")
+    flow_run_id = submit_like_the_ui(client, served, parameters)
+
+    run = wait_until_final(client, flow_run_id, lambda: prefect_server.children_output())
+
+    assert run.state is not None and run.state.is_failed()
+    assert run.state.message == f"cannot reach Redis at 127.0.0.1:{port}: connection refused"
+    loud = logs_once_delivered(client, flow_run_id, min_level=20)
+    assert not [line for line in loud if "Traceback" in line or "\n" in line.strip()], loud
+    assert any(f"failed at check-redis: cannot reach Redis at 127.0.0.1:{port}" in line for line in loud)
