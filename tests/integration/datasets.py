@@ -29,7 +29,13 @@ def _comparable(value: object) -> object:
     return value
 
 
-def dataset(client: redis.Redis, db: int) -> dict[bytes, tuple[bytes, object, int]]:
+#: Every key of one database: key -> (type, value, absolute expiry in ms or -1).
+Keys = dict[bytes, tuple[bytes, object, int]]
+#: Every non-empty database of a server: db number -> its keys.
+Dataset = dict[int, Keys]
+
+
+def dataset(client: redis.Redis, db: int) -> Keys:
     """Every key of one db: (type, value, absolute expiry in ms or -1)."""
     conn = client.connection_pool.connection_kwargs
     view = redis.Redis(host=conn["host"], port=conn["port"], password=conn.get("password"), db=db)
@@ -51,17 +57,27 @@ def databases(client: redis.Redis) -> list[int]:
     return sorted(int(name[2:]) for name in client.info("keyspace"))
 
 
-def assert_same_data(source: redis.Redis, restored: redis.Redis) -> int:
-    """Assert both servers hold exactly the same keys, types, values and TTLs; return key count."""
-    assert databases(restored) == databases(source)
+def read_dataset(client: redis.Redis) -> Dataset:
+    """Every key of every non-empty database, to compare a restored server with later."""
+    return {db: dataset(client, db) for db in databases(client)}
+
+
+def assert_holds(expected: Dataset, restored: redis.Redis) -> int:
+    """Assert `restored` holds exactly `expected`: keys, types, values and TTLs; return key count."""
+    assert databases(restored) == sorted(expected)
     total = 0
-    for db in databases(source):
-        want, got = dataset(source, db), dataset(restored, db)
+    for db, want in expected.items():
+        got = dataset(restored, db)
         assert got.keys() == want.keys(), f"db{db}: keys differ"
         for key, value in want.items():
             assert got[key] == value, f"db{db} key {key!r} differs"
         total += len(want)
     return total
+
+
+def assert_same_data(source: redis.Redis, restored: redis.Redis) -> int:
+    """Assert both servers hold exactly the same keys, types, values and TTLs; return key count."""
+    return assert_holds(read_dataset(source), restored)
 
 
 def check_rdb(path: Path) -> str:

@@ -15,9 +15,12 @@ import pyrage
 import pytest
 
 from cli.demo_sessions import populate_session_store
+from redis_dr.redis.rdb import RDB_HEADER_SIZE, parse_rdb_version
 from redis_dr.sandbox.redis_server import RedisServer
+from tests.fixtures.redis_servers import TEST_SERVER_CONFIG
 from tests.integration.cli import run_cli
-from tests.integration.datasets import assert_same_data, check_rdb, start_from_rdb
+from tests.integration.datasets import Dataset, assert_holds, check_rdb, read_dataset, start_from_rdb
+from tests.redis.helpers import rdb_version_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -25,14 +28,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness"
 @pytest.fixture(scope="module")
 def source() -> Iterator[RedisServer]:
     """A session store in db 0 plus a few keys in db 3, unchanged during the module."""
-    # No 5 s wait before a diskless SYNC (the server default), to keep 36 cases quick.
-    with RedisServer({"repl-diskless-sync-delay": "0"}) as server:
+    with RedisServer(TEST_SERVER_CONFIG) as server:  # no 5 s wait before each diskless SYNC
         populate_session_store(server.client(), sessions=1500, seed=7)
         other = server.client(db=3)
         other.set("feature:flags", b"\x00\x01binary\xff")
         other.set("maintenance", "off", ex=86_400)
         other.rpush("deploys", "v1", "v2", "v3")
         yield server
+
+
+@pytest.fixture(scope="module")
+def source_data(source: RedisServer) -> Dataset:
+    """What every restore must hold: the source's keys, read once (the source does not change)."""
+    return read_dataset(source.client())
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +53,7 @@ def age_identity() -> pyrage.x25519.Identity:
 @pytest.mark.parametrize("compression", ["zstd", "gzip", "none"])
 def test_backup_fetch_restore_holds_exactly_the_source(
     source: RedisServer,
+    source_data: Dataset,
     storage_url: str,
     compression: str,
     encrypted: bool,
@@ -71,7 +80,7 @@ def test_backup_fetch_restore_holds_exactly_the_source(
     assert manifest["files"][0]["compression"] == compression
     assert bool(manifest["files"][0]["encrypted_to"]) is encrypted
     assert manifest["source"]["keyspace"]["3"] == {"keys": 3, "expires": 1}
-    assert manifest["source"]["rdb_version"] == 10  # Redis 7.0
+    assert manifest["source"]["rdb_version"] == rdb_version_of(source)
 
     output = tmp_path / "restored" / "dump.rdb"
     code, out, err = run_cli(
@@ -88,9 +97,11 @@ def test_backup_fetch_restore_holds_exactly_the_source(
     )
     assert code == 0, err
     assert output.stat().st_size == manifest["raw_size"]
+    with output.open("rb") as rdb:
+        assert parse_rdb_version(rdb.read(RDB_HEADER_SIZE)) == manifest["source"]["rdb_version"]
     check_rdb(output)
     with start_from_rdb(output, tmp_path / "fresh") as fresh:
-        keys = assert_same_data(source.client(), fresh.client())
+        keys = assert_holds(source_data, fresh.client())
     assert keys == manifest["source"]["total_keys"]
 
 

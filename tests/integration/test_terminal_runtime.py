@@ -1,24 +1,29 @@
 """`redis-dr backup` in a terminal with no Prefect server configured: a temporary local API.
 
-These run the real command in a subprocess with its own PREFECT_HOME, as a
-person would on a machine where Prefect has never been set up.
+These run the real command in a subprocess with its own PREFECT_HOME: first as a
+person would on a machine where Prefect has never been set up; the kill tests then
+start from a copy of that home, its database already created, as every later run does.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from cli.demo_sessions import populate_session_store
 from redis_dr.sandbox.redis_server import RedisServer
-from tests.integration.cli import wait_until_snapshot_runs
+from tests.fixtures.redis_servers import TEST_SERVER_CONFIG
+from tests.integration.cli import wait_until_snapshot_runs, wait_until_snapshot_streams
 
 pytestmark = pytest.mark.integration
 
@@ -56,41 +61,101 @@ def is_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_backup_runs_on_a_temporary_api_that_records_the_run_and_its_logs(
-    redis_server: RedisServer, tmp_path: Path
-) -> None:
-    redis_server.client().set("session:1", "x")
+def default_sigint() -> None:
+    """Pre-exec hook: SIGINT back to its default, whatever this test process inherited.
+
+    pytest run as a background job of a script ignores SIGINT, and a child inherits that.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def ignore_sigint() -> None:
+    """Pre-exec hook: start the child as a shell starts a background job (`cmd &` in a script)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@dataclass
+class FirstRun:
+    """A backup run in a terminal where Prefect has never run, and what it left."""
+
+    home: Path
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstRun]:
+    """`redis-dr backup` in a fresh PREFECT_HOME, started with SIGINT ignored (as `cmd &` is).
+
+    A Ctrl-C in its terminal reaches it while its snapshot is streaming. The run's
+    home is kept: the kill tests start from copies of it (its database already made).
+    """
+    root = tmp_path_factory.mktemp("first-run")
+    # ~1.5 s of snapshot (10 ms per key): long enough to be seen running, and interrupted.
+    with RedisServer({**TEST_SERVER_CONFIG, "rdb-key-save-delay": "10000"}) as server:
+        populate_session_store(server.client(), sessions=100, seed=4)
+        process = subprocess.Popen(
+            [CLI, "backup", "--redis-url", server.url, "--storage", f"file://{root / 'store'}",
+             "--instance", "sessions"],
+            env=terminal_env(root / "prefect-home"), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True, preexec_fn=ignore_sigint,
+        )  # fmt: skip
+        try:
+            wait_until_snapshot_runs(server, process)
+            os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in the terminal the script runs in
+            out, err = process.communicate(timeout=240)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    yield FirstRun(root / "prefect-home", process.returncode, out, err)
+
+
+@pytest.fixture
+def prefect_home(first_run: FirstRun, tmp_path: Path) -> Path:
+    """A PREFECT_HOME of this test's own whose database exists already (a copy of the first run's)."""
     home = tmp_path / "prefect-home"
-    result = subprocess.run(
-        [CLI, "backup", "--redis-url", redis_server.url, "--storage", f"file://{tmp_path / 'store'}",
-         "--instance", "sessions"],
-        env=terminal_env(home), capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    backup_id = result.stdout.strip()
+    shutil.copytree(first_run.home, home)
+    return home
+
+
+def test_backup_runs_on_a_temporary_api_that_records_the_run_and_its_logs(first_run: FirstRun) -> None:
+    assert first_run.returncode == 0, first_run.stderr
+    backup_id = first_run.stdout.strip()
     assert backup_id.endswith("Z")
     # No link to a UI that does not exist, no logs lost to a server stopped too early.
-    assert "View at" not in result.stderr
-    assert "Error logging to API" not in result.stderr
-    assert "Traceback" not in result.stderr
-    with sqlite3.connect(home / "prefect.db") as db:
-        runs = db.execute("SELECT id, state_type FROM flow_run WHERE name = 'backup-sessions'").fetchall()
+    assert "View at" not in first_run.stderr
+    assert "Error logging to API" not in first_run.stderr
+    assert "Traceback" not in first_run.stderr
+    with sqlite3.connect(first_run.home / "prefect.db") as db:
+        runs = db.execute("SELECT id, state_type FROM flow_run").fetchall()
         assert [state for _, state in runs] == ["COMPLETED"]
         messages = [m for (m,) in db.execute("SELECT message FROM log WHERE flow_run_id = ?", (runs[0][0],))]
     assert any("Finished in state Completed" in m for m in messages), messages
 
 
-def test_killing_the_command_stops_its_temporary_api(redis_factory, tmp_path: Path) -> None:
+def test_started_with_sigint_ignored_ctrl_c_does_not_interrupt_it(first_run: FirstRun) -> None:
+    # A command started as `cmd &` from a script (or under nohup) ignores SIGINT, and keeps
+    # ignoring it: Ctrl-C during its snapshot (first_run) did not stop it, as POSIX shells intend.
+    assert first_run.returncode == 0, first_run.stderr
+    assert "interrupted" not in first_run.stderr
+
+
+def test_killing_the_command_stops_its_temporary_api(
+    redis_factory, prefect_home: Path, tmp_path: Path
+) -> None:
     server = redis_factory({"rdb-key-save-delay": "2000"})
     populate_session_store(server.client(), sessions=4000, seed=5)
     process = subprocess.Popen(
         [CLI, "backup", "--redis-url", server.url, "--storage", f"file://{tmp_path / 'store'}",
          "--instance", "sessions"],
-        env=terminal_env(tmp_path / "prefect-home"), stdin=subprocess.DEVNULL,
+        env=terminal_env(prefect_home), stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        wait_until_snapshot_runs(server, process)
+        wait_until_snapshot_streams(server, process.pid, lambda: process.poll() is None, at_least=64 << 10)
         api_servers = children_of(process.pid)
         assert api_servers, "no temporary API process under the command"
         process.send_signal(signal.SIGKILL)
@@ -102,18 +167,21 @@ def test_killing_the_command_stops_its_temporary_api(redis_factory, tmp_path: Pa
     assert not any(is_alive(pid) for pid in api_servers)
 
 
-def test_ctrl_c_interrupts_the_backup_and_then_stops_the_api_in_order(redis_factory, tmp_path: Path) -> None:
+def test_ctrl_c_interrupts_the_backup_and_then_stops_the_api_in_order(
+    redis_factory, prefect_home: Path, tmp_path: Path
+) -> None:
     server = redis_factory({"rdb-key-save-delay": "2000"})
     populate_session_store(server.client(), sessions=4000, seed=6)
     store = f"file://{tmp_path / 'store'}"
-    env = terminal_env(tmp_path / "prefect-home")
+    env = terminal_env(prefect_home)
     process = subprocess.Popen(
         [CLI, "backup", "--redis-url", server.url, "--storage", store, "--instance", "sessions"],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # its own process group, like a job in a terminal
+        preexec_fn=default_sigint,  # a foreground job takes Ctrl-C, even if pytest ignores it
     )  # fmt: skip
     try:
-        wait_until_snapshot_runs(server, process)
+        wait_until_snapshot_streams(server, process.pid, lambda: process.poll() is None, at_least=64 << 10)
         api_servers = children_of(process.pid)
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
         _, err = process.communicate(timeout=60)
@@ -121,7 +189,9 @@ def test_ctrl_c_interrupts_the_backup_and_then_stops_the_api_in_order(redis_fact
         if process.poll() is None:
             process.kill()
     assert process.returncode == 130, err
-    assert err.strip().splitlines()[-1] == "redis-dr: interrupted; nothing was committed by the interrupted step"
+    assert (
+        err.strip().splitlines()[-1] == "redis-dr: interrupted; nothing was committed by the interrupted step"
+    )
     assert "Error logging to API" not in err
     assert "Traceback" not in err
     assert api_servers and not any(is_alive(pid) for pid in api_servers)

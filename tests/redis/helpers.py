@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
+from redis_dr.redis.info import max_rdb_version
 from redis_dr.sandbox.redis_server import RedisServer
 
 CHECK_RDB = "/usr/bin/redis-check-rdb"
@@ -56,3 +57,8 @@ def data_dir_with(rdb: Path, data_dir: Path) -> Path:
     data_dir.mkdir()
     (data_dir / "dump.rdb").write_bytes(rdb.read_bytes())
     return data_dir
+
+
+def rdb_version_of(server: RedisServer) -> int:
+    """The RDB format version `server` writes (its own release's newest), from INFO server."""
+    return max_rdb_version(str(server.client().info("server")["redis_version"]))

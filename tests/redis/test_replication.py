@@ -14,7 +14,7 @@ from redis_dr.redis.rdb import parse_rdb_version
 from redis_dr.redis.replication import replication_snapshot
 from redis_dr.sandbox.ports import free_port
 from redis_dr.sandbox.redis_server import RedisServer
-from tests.redis.helpers import check_rdb, data_dir_with, populate, snapshot_of, write_chunks
+from tests.redis.helpers import check_rdb, data_dir_with, populate, rdb_version_of, snapshot_of, write_chunks
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,7 @@ def test_stream_snapshot_round_trip(
     size = rdb.stat().st_size
     assert stream.bytes_read == size
     assert stream.declared_size == (size if payload_format == "disk" else None)
-    assert parse_rdb_version(rdb.read_bytes()[:9]) == stream.rdb_version == 10
+    assert parse_rdb_version(rdb.read_bytes()[:9]) == stream.rdb_version == rdb_version_of(source)
     assert "keys read" in check_rdb(rdb)
     if payload_format == "diskless":
         # rdb-only + diskless: the server never touched its own dump.rdb
@@ -53,6 +53,20 @@ def test_stream_snapshot_round_trip(
     restored = redis_factory(data_dir=data_dir_with(rdb, tmp_path / "restored"))
     assert snapshot_of(restored) == snapshot_of(source)
     assert source.client().ping()
+
+
+def test_stream_waits_through_the_servers_diskless_sync_delay(redis_factory: Factory, tmp_path: Path) -> None:
+    # Redis's own default waits 5 s before it forks (other replicas may come) and sends keepalive
+    # newlines meanwhile; test servers skip the wait (tests/fixtures), this one keeps 2 s of it.
+    source = redis_factory({"repl-diskless-sync": "yes", "repl-diskless-sync-delay": "2"})
+    populate(source, n=50)
+    with replication_snapshot(open_client(endpoint(source)), first_byte_timeout=30) as stream:
+        assert stream.payload_format == "diskless"
+        rdb = write_chunks(stream, tmp_path / "delayed.rdb")
+    assert "Delay next BGSAVE for diskless SYNC" in source.log()
+    check_rdb(rdb)
+    restored = redis_factory(data_dir=data_dir_with(rdb, tmp_path / "restored"))
+    assert snapshot_of(restored) == snapshot_of(source)
 
 
 def test_abandoned_stream_closes_the_replica_link(redis_factory: Factory) -> None:
