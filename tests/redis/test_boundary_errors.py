@@ -49,7 +49,7 @@ def sealed() -> tuple[object, bytes]:
         (lambda blob: blob[: len(blob) // 2], "age payload is damaged or truncated"),
         (lambda blob: blob[:-1], "age payload is damaged or truncated"),
         (
-            lambda blob: blob[:100] + bytes([blob[100] ^ 1]) + blob[101:],
+            lambda blob: blob[:150_000] + bytes([blob[150_000] ^ 1]) + blob[150_001:],
             "age payload is damaged or truncated",
         ),
         (lambda blob: blob[:20] + bytes([blob[20] ^ 1]) + blob[21:], "age header is damaged"),
