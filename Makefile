@@ -29,8 +29,9 @@ lint: deps
 	.venv/bin/ruff check .
 	.venv/bin/mypy
 
+# The 25 slowest steps and the time per test directory are printed at the end: keep them small.
 test: deps system-deps lint
-	.venv/bin/pytest $(PYTEST_ARGS)
+	.venv/bin/pytest --durations=25 $(PYTEST_ARGS)
 
 bench: deps system-deps
 	.venv/bin/python benchmarks/backup_bench.py --sizes 100MB,1GB

@@ -1,6 +1,9 @@
 """Shared fixtures: real servers on free loopback ports."""
 
 import os
+from collections import defaultdict
+
+import pytest
 
 from cli.prefect_runtime import quiet_prefect_console
 
@@ -15,3 +18,23 @@ pytest_plugins = [
     "tests.fixtures.prefect_harness",
     "tests.fixtures.prefect_server",
 ]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the time spent per test directory (setup, call and teardown summed), slowest first.
+
+    Session fixtures are counted where they start and stop: in the first and last test using them.
+    """
+    seconds: dict[str, float] = defaultdict(float)
+    tests: dict[str, set[str]] = defaultdict(set)
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if isinstance(report, pytest.TestReport):
+                area = report.nodeid.split("::")[0].rpartition("/")[0]
+                seconds[area] += report.duration
+                tests[area].add(report.nodeid)
+    if not seconds:
+        return
+    terminalreporter.write_sep("=", "time per area")
+    for area, total in sorted(seconds.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{total:8.1f}s  {len(tests[area]):4d} tests  {area}")
