@@ -64,6 +64,9 @@ def backup(request: BackupRequest) -> Manifest:
         # line (not "Flow run encountered an exception: ..."), and calling the flow still
         # raises `exc` itself, so the CLI keeps its exit code.
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+    except Exception as exc:  # a bug: the artifact says where, Prefect keeps the traceback
+        publish_artifact(run, error=f"unexpected {type(exc).__name__}: {exc}")
+        raise
     publish_artifact(run)
     return manifest
 

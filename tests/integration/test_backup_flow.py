@@ -244,6 +244,7 @@ def test_every_task_timeout_exceeds_the_timeouts_of_the_calls_under_it() -> None
     from tasks import backup as backup_tasks
     from tasks.policy import REDIS_CHECK_SECONDS, REDIS_CONNECT_SECONDS, REDIS_REPLY_SECONDS
 
+    assert not backup.retries  # retries live in tasks only
     defaults = inspect.signature(open_client).parameters
     assert defaults["connect_timeout"].default == REDIS_CONNECT_SECONDS
     assert defaults["socket_timeout"].default == REDIS_REPLY_SECONDS
