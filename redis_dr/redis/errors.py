@@ -99,12 +99,16 @@ def translate(
     return PermanentError(f"unexpected error during {action} on Redis at {where}: {text}")
 
 
-def _bad_address(exc: BaseException, endpoint: RedisEndpoint) -> ConfigError | None:
-    """A socket path that does not exist or a host name that does not resolve: bad input, not transient."""
+def _bad_address(exc: BaseException, endpoint: RedisEndpoint) -> PermanentError | None:
+    """A socket path that does not exist (or may not be opened) or a host name that does not resolve."""
     for err in _chain(exc):
         if isinstance(err, FileNotFoundError) and endpoint.scheme == "unix":
             return ConfigError(
                 f"there is no Redis socket {endpoint.path}: check the unix:// path in the Redis URL"
+            )
+        if isinstance(err, PermissionError) and endpoint.scheme == "unix":
+            return AccessDeniedError(
+                f"permission denied on the Redis socket {endpoint.path}: run as a user that may open it"
             )
         if isinstance(err, socket.gaierror) and err.errno in _NO_SUCH_NAME:
             return ConfigError(
@@ -178,6 +182,8 @@ def _reason(exc: BaseException, text: str) -> str:
             return f"name resolution failed ({err.strerror or err})"
         if isinstance(err, ConnectionResetError | BrokenPipeError):
             return "connection reset by the server"
+        if isinstance(err, OSError) and err.strerror:
+            return err.strerror.lower()  # not redis-py's "Error N connecting to <address>." again
     lower = text.lower()
     if "refused" in lower:
         return "connection refused"

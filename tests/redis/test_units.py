@@ -325,3 +325,30 @@ def test_parse_info() -> None:
     assert facts.lastsave == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
     assert facts.rdb_bgsave_in_progress and not facts.aof_rewrite_in_progress and facts.busy_saving
     assert facts.rdb_last_bgsave_status == "ok" and not facts.aof_enabled
+
+
+def _raised_from(cause: OSError, message: str) -> rex.ConnectionError:
+    try:
+        try:
+            raise cause
+        except OSError as exc:
+            raise rex.ConnectionError(message) from exc
+    except rex.ConnectionError as err:
+        return err
+
+
+def test_reasons_do_not_repeat_the_address() -> None:
+    exc = _raised_from(
+        OSError(113, "No route to host"), "Error 113 connecting to 127.0.0.1:6380. No route to host."
+    )
+    assert str(translate(exc, EP, "connect")) == "cannot reach Redis at 127.0.0.1:6380: no route to host"
+
+
+def test_socket_that_may_not_be_opened_is_access_denied() -> None:
+    unix = RedisEndpoint.from_url("unix:///run/redis/redis.sock", env={})
+    exc = _raised_from(
+        PermissionError(13, "Permission denied"), "Error 13 connecting to /run/redis/redis.sock."
+    )
+    err = translate(exc, unix, "connect")
+    assert type(err) is AccessDeniedError
+    assert str(err).startswith("permission denied on the Redis socket /run/redis/redis.sock")
