@@ -67,9 +67,11 @@ def run(args: argparse.Namespace) -> int:
     """Run the backup flow in this process and report the committed backup."""
     request = request_from_args(args)
     source = redact_redis_url(request.redis_url)
+    primary, *copies = request.storage
     say(
         f"backing up {request.instance} from {source} ({request.mode.value} mode, "
-        f"{request.compression.value}) to {', '.join(request.storage)}"
+        f"{request.compression.value}) to {primary}"
+        + (f", then a verified copy to {', '.join(copies)}" if copies else "")
     )
     with prefect_api():
         enable_progress_bars()
@@ -79,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     say(
         f"committed backup {manifest.id}: {manifest.source.total_keys:,} keys, "
         f"{human_size(manifest.raw_size)} RDB -> {human_size(manifest.stored_size)} stored "
-        f"in {manifest.duration_seconds:.1f} s"
+        f"in {manifest.duration_seconds:.1f} s, in {primary}"
     )
+    for location in copies:
+        say(f"copied backup {manifest.id} to {location}: size and sha256 verified")
     print(manifest.id)
     return 0

@@ -122,6 +122,6 @@ def copy_everywhere(
         run.step = "copy to " + ", ".join(location.url for location in failed)
         details = "; ".join(f"{location.url}: {exc}" for location, exc in zip(failed, errors, strict=True))
         raise type(errors[0])(
-            f"copy to {len(failed)} of {len(run.locations) - 1} other location(s) failed ({details}); "
-            f"backup {manifest.id} is committed in {run.locations[0].url}"
+            f"backup {manifest.id} is committed in {run.locations[0].url}, but its copy to "
+            f"{len(failed)} of {len(run.locations) - 1} other location(s) failed: {details}"
         )

@@ -99,14 +99,21 @@ def bgsave_snapshot(
 
 
 def _save(client: redis.Redis, endpoint: RedisEndpoint, deadline: float, poll_interval: float) -> ServerFacts:
-    """Issue our own BGSAVE (after any running save) and wait for it; return INFO after it."""
+    """Issue our own BGSAVE (after any running save) and wait for it; return INFO after it.
+
+    Ours is the save that ran after our BGSAVE was accepted (nobody can start
+    another while it runs), so success is `rdb_last_bgsave_status:ok` plus proof
+    that a new save ran: the `rdb_saves` counter moved (Redis >= 7.0), or else
+    LASTSAVE moved.
+    """
     while True:
         facts = _wait_idle(client, endpoint, deadline, poll_interval)
         before = facts.lastsave.timestamp()
-        # LASTSAVE has 1 s resolution: a save started in the same second as the
-        # previous one ended would not move it, so start in a later second.
-        while time.time() < before + 1:
-            time.sleep(min(poll_interval, before + 1 - time.time() + 0.01))
+        if facts.rdb_saves is None:
+            # LASTSAVE has 1 s resolution: a save started in the same second as the
+            # previous one ended would not move it, so start in a later second.
+            while time.time() < before + 1:
+                time.sleep(min(poll_interval, before + 1 - time.time() + 0.01))
         try:
             client.bgsave()
         except redis.ResponseError as exc:
@@ -116,7 +123,11 @@ def _save(client: redis.Redis, endpoint: RedisEndpoint, deadline: float, poll_in
         except Exception as exc:
             raise translate(exc, endpoint, "BGSAVE", mode="bgsave") from None
         after = _wait_idle(client, endpoint, deadline, poll_interval, saves_only=True)
-        if after.rdb_last_bgsave_status != "ok" or after.lastsave.timestamp() <= before:
+        if facts.rdb_saves is not None and after.rdb_saves is not None:
+            saved = after.rdb_saves > facts.rdb_saves
+        else:
+            saved = after.lastsave.timestamp() > before
+        if after.rdb_last_bgsave_status != "ok" or not saved:
             raise ServerFailureError(
                 f"BGSAVE failed on Redis at {endpoint.address} (rdb_last_bgsave_status:"
                 f"{after.rdb_last_bgsave_status}): a server with save points now REFUSES WRITES "

@@ -43,6 +43,8 @@ class ServerFacts(BaseModel):
     aof_rewrite_in_progress: bool
     rdb_last_bgsave_status: str
     aof_enabled: bool
+    #: RDB saves since the server started (Redis >= 7.0; None on older servers).
+    rdb_saves: int | None = None
 
     @property
     def busy_saving(self) -> bool:
@@ -92,6 +94,7 @@ def parse_info(text: str) -> ServerFacts:
         aof_rewrite_in_progress=fields.get("aof_rewrite_in_progress") == "1",
         rdb_last_bgsave_status=fields.get("rdb_last_bgsave_status", "unknown"),
         aof_enabled=fields.get("aof_enabled") == "1",
+        rdb_saves=int(fields["rdb_saves"]) if fields.get("rdb_saves", "").isdigit() else None,
     )
 
 

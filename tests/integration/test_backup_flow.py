@@ -332,7 +332,7 @@ def test_a_failed_copy_fails_the_run_but_keeps_the_primary_and_the_other_copies(
     [backup_id] = committed_ids(primary)
     assert "\n" not in message
     assert closed in message and missing in message and good not in message
-    assert message.endswith(f"backup {backup_id} is committed in {primary}")
+    assert message.startswith(f"backup {backup_id} is committed in {primary}, but its copy to 2 of 3")
     assert committed_ids(good) == [backup_id]  # the copy after the failed ones was still made
     with pytest.raises(RedisDRError):
         state.result()

@@ -12,15 +12,21 @@ of every process the command started, read while it ran.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+
+from redis_dr.sandbox.redis_server import RedisServer
+from tests.fixtures.redis_servers import TEST_SERVER_CONFIG
 
 pytestmark = pytest.mark.integration
 
@@ -90,12 +96,30 @@ def files_under(root: Path) -> dict[str, bytes]:
     )
 
 
-@pytest.mark.parametrize("form", list(FORMS))
-def test_the_password_leaves_no_trace(form: str, redis_factory, tmp_path: Path) -> None:
-    right = redis_factory(password=SECRET)
-    right.client().set("session:1", "x")
-    other = redis_factory(password=f"another-{uuid.uuid4().hex}")
-    home, store = tmp_path / "prefect-home", tmp_path / "store"
+@pytest.fixture(scope="module")
+def migrated_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PREFECT_HOME whose database exists already: each test starts from a copy (~10 s saved)."""
+    home = tmp_path_factory.mktemp("prefect-template") / "prefect-home"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(home)}
+    create = "import asyncio; from prefect.server.database import provide_database_interface as db; "
+    create += "asyncio.run(db().create_db())"
+    subprocess.run([sys.executable, "-c", create], env=env, check=True, timeout=120)
+    return home
+
+
+@dataclass
+class FormRuns:
+    """What the two runs of one URL form left: their results, the processes seen, the directories."""
+
+    home: Path
+    store: Path
+    runs: list[tuple[subprocess.CompletedProcess[bytes], dict[int, bytes]]]
+
+
+def run_form(form: str, right: RedisServer, other: RedisServer, template: Path, root: Path) -> FormRuns:
+    """A failing run (the server wants another password), then a successful one, in one PREFECT_HOME."""
+    home, store = root / form / "prefect-home", root / form / "store"
+    shutil.copytree(template, home)
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "REDIS_PASSWORD")}
     env |= {
         "PREFECT_HOME": str(home),
@@ -103,10 +127,31 @@ def test_the_password_leaves_no_trace(form: str, redis_factory, tmp_path: Path) 
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",  # every result pickled to PREFECT_HOME/storage
     }
     runs = []
-    for server, expected in ((other, 4), (right, 0)):
+    for server in (other, right):
         url, extra = FORMS[form](server.port)
         args = [CLI, "backup", "--redis-url", url, "--storage", f"file://{store}", "--instance", "sessions"]
-        result, processes = run_watching_children(args, env | extra)
+        runs.append(run_watching_children(args, env | extra))
+    return FormRuns(home, store, runs)
+
+
+@pytest.fixture(scope="module")
+def form_runs(migrated_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, FormRuns]]:
+    """Every form's two runs, the forms side by side (each run mostly waits on its own Prefect API)."""
+    root = tmp_path_factory.mktemp("secrets")
+    with (
+        RedisServer(TEST_SERVER_CONFIG, password=SECRET) as right,
+        RedisServer(TEST_SERVER_CONFIG, password=f"another-{uuid.uuid4().hex}") as other,
+        ThreadPoolExecutor(len(FORMS)) as pool,
+    ):
+        right.client().set("session:1", "x")
+        futures = {form: pool.submit(run_form, form, right, other, migrated_home, root) for form in FORMS}
+        yield {form: future.result() for form, future in futures.items()}
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+def test_the_password_leaves_no_trace(form: str, form_runs: dict[str, FormRuns]) -> None:
+    left = form_runs[form]
+    for (result, processes), expected in zip(left.runs, (4, 0), strict=True):
         assert result.returncode == expected, result.stderr.decode()
         assert any(b"uvicorn" in seen for seen in processes.values()), (
             "the temporary Prefect API was not seen"
@@ -114,15 +159,15 @@ def test_the_password_leaves_no_trace(form: str, redis_factory, tmp_path: Path) 
         for pid, seen in processes.items():
             assert leaks(seen) == [], f"process {pid} ({seen[:200]!r}) holds the secret"
         assert leaks(result.stdout + result.stderr) == [], result.stderr.decode()
-        runs.append(result)
-    assert b"refused the password" in runs[0].stderr
-    assert b"backing up sessions from redis://" in runs[1].stderr
-    prefect_files = files_under(home)
+    failed, succeeded = (result for result, _ in left.runs)
+    assert b"refused the password" in failed.stderr
+    assert b"backing up sessions from redis://" in succeeded.stderr
+    prefect_files = files_under(left.home)
     assert any(name.endswith(".db") for name in prefect_files), sorted(prefect_files)
     assert any(name.startswith("storage/") for name in prefect_files), "no persisted results to look at"
     for name, content in prefect_files.items():  # the database, its -wal, persisted results, logs
-        assert leaks(name.encode() + b"\0" + content) == [], f"{home / name} holds the secret"
-    backup_files = files_under(store)
+        assert leaks(name.encode() + b"\0" + content) == [], f"{left.home / name} holds the secret"
+    backup_files = files_under(left.store)
     assert any(name.endswith("manifest.json") for name in backup_files)
     for name, content in backup_files.items():
         assert leaks(name.encode()) == [], name

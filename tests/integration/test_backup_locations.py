@@ -1,0 +1,76 @@
+"""`redis-dr backup` with several --storage locations: every one written, or named in the failure."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from redis_dr.sandbox.ports import free_port
+from redis_dr.sandbox.redis_server import RedisServer
+from tests.fixtures.storage_servers import TEST_BUCKET
+from tests.integration.cli import assert_one_clear_error, run_cli
+from tests.servers.fakegcs import FakeGCS
+from tests.servers.seaweedfs import SeaweedFS
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
+
+
+def fetched(capsys: pytest.CaptureFixture[str], storage: str, backup_id: str, output: Path) -> bytes:
+    code, _, err = run_cli(
+        capsys, "fetch", "--storage", storage, "--instance", "sessions", "--backup", backup_id,
+        "--output", str(output),
+    )  # fmt: skip
+    assert code == 0, err
+    return output.read_bytes()
+
+
+def test_every_location_holds_the_same_backup(
+    capsys: pytest.CaptureFixture[str],
+    redis_server: RedisServer,
+    seaweedfs: SeaweedFS,
+    fake_gcs: FakeGCS,
+    tmp_path: Path,
+) -> None:
+    redis_server.client().mset({f"session:{n}": "x" * n for n in range(300)})
+    unique = uuid.uuid4().hex
+    locations = [
+        f"file://{tmp_path / 'primary'}",
+        f"s3://{TEST_BUCKET}/{unique}?endpoint={seaweedfs.endpoint}&region=us-east-1",
+        f"gs://{TEST_BUCKET}/{unique}?endpoint={fake_gcs.endpoint}",
+    ]
+    storage_args = [arg for url in locations for arg in ("--storage", url)]
+
+    code, out, err = run_cli(
+        capsys, "backup", "--redis-url", redis_server.url, "--instance", "sessions", *storage_args
+    )
+
+    assert code == 0, err
+    backup_id = out.strip()
+    assert "then a verified copy to " + ", ".join(locations[1:]) in err
+    for url in locations[1:]:
+        assert f"copied backup {backup_id} to {url}" in err
+    rdbs = [fetched(capsys, url, backup_id, tmp_path / f"fetched-{n}.rdb") for n, url in enumerate(locations)]
+    assert rdbs[0] == rdbs[1] == rdbs[2]
+
+
+def test_a_failed_copy_fails_the_command_and_keeps_the_primary(
+    capsys: pytest.CaptureFixture[str], redis_server: RedisServer, seaweedfs: SeaweedFS, tmp_path: Path
+) -> None:
+    redis_server.client().set("session:1", "x")
+    primary = f"file://{tmp_path / 'primary'}"
+    # Credentials are there (the seaweedfs fixture exports them); nothing listens on the endpoint.
+    nowhere = f"s3://{TEST_BUCKET}/x?endpoint=http://127.0.0.1:{free_port()}&region=us-east-1"
+
+    code, out, err = run_cli(
+        capsys, "backup", "--redis-url", redis_server.url, "--instance", "sessions",
+        "--storage", primary, "--storage", nowhere,
+    )  # fmt: skip
+
+    assert code == 75, err  # the copy's own cause: unreachable, retried, still unreachable
+    assert out == ""
+    assert_one_clear_error(err, nowhere.split("?")[0], "committed in " + primary)
+    code, listed, _ = run_cli(capsys, "list", "--storage", primary, "--instance", "sessions", "--json")
+    assert code == 0 and '"id"' in listed
+    assert listed.count('"id"') == 1
