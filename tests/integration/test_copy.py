@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import uuid
@@ -15,10 +14,10 @@ import pytest
 from redis_dr.catalog import Catalog
 from redis_dr.copy import copy_backup
 from redis_dr.errors import AlreadyExistsError, IntegrityError, StorageFullError
-from redis_dr.manifest import Manifest, RedisSource, StoredFile
-from redis_dr.pipeline import Compression
+from redis_dr.manifest import Manifest
 from redis_dr.storage import Storage, open_storage
 from tests.fixtures.storage_servers import TEST_BUCKET
+from tests.manifests import manifest_for
 from tests.servers.fakegcs import FakeGCS
 from tests.servers.seaweedfs import SeaweedFS
 
@@ -56,28 +55,7 @@ def committed_backup(storage: Storage, data: bytes, backup_id: str = "") -> Mani
     """Store `data` as a committed backup in `storage`, as the backup flow would."""
     catalog = Catalog(storage, INSTANCE)
     backup_id = backup_id or catalog.reserve(datetime.now(UTC)).backup_id
-    digest = hashlib.sha256(data).hexdigest()
-    now = datetime.now(UTC)
-    manifest = Manifest(
-        id=backup_id,
-        instance=INSTANCE,
-        mode="stream",
-        created_at=now,
-        completed_at=now,
-        duration_seconds=1.0,
-        source=RedisSource(redis_version="7.0.15", role="master"),
-        files=[
-            StoredFile(
-                name="dump.rdb.zst",
-                raw_size=len(data),
-                raw_sha256=digest,
-                stored_size=len(data),
-                stored_sha256=digest,
-                compression=Compression.NONE,
-            )
-        ],
-        tool_version="test",
-    )
+    manifest = manifest_for(backup_id, data, instance=INSTANCE, name="dump.rdb.zst")
     storage.put(catalog.data_key(backup_id, "dump.rdb.zst"), iter([data]))
     catalog.commit(manifest)
     return manifest

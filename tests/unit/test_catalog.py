@@ -11,10 +11,9 @@ import pytest
 
 from redis_dr.catalog import Catalog, Reservation
 from redis_dr.errors import AlreadyExistsError, IntegrityError, NotFoundError
-from redis_dr.manifest import Manifest, RedisSource, StoredFile, backup_id_for
-from redis_dr.pipeline import Compression
-from redis_dr.redis.info import KeyspaceStats
+from redis_dr.manifest import Manifest, backup_id_for
 from redis_dr.storage.file import FileStorage
+from tests import manifests
 
 INSTANCE = "sessions"
 T0 = datetime(2026, 11, 25, 9, 0, 0, tzinfo=UTC)
@@ -33,31 +32,7 @@ class CountingStorage(FileStorage):
 
 
 def manifest_for(backup_id: str, data: bytes = b"rdb") -> Manifest:
-    """A small valid manifest for one data object named dump.rdb."""
-    import hashlib
-
-    digest = hashlib.sha256(data).hexdigest()
-    moment = datetime.strptime(backup_id, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    return Manifest(
-        id=backup_id,
-        instance=INSTANCE,
-        mode="stream",
-        created_at=moment,
-        completed_at=moment,
-        duration_seconds=1.0,
-        source=RedisSource(redis_version="7.0.15", role="master", keyspace={0: KeyspaceStats(keys=1, expires=0)}),
-        files=[
-            StoredFile(
-                name="dump.rdb",
-                raw_size=len(data),
-                raw_sha256=digest,
-                stored_size=len(data),
-                stored_sha256=digest,
-                compression=Compression.NONE,
-            )
-        ],
-        tool_version="test",
-    )
+    return manifests.manifest_for(backup_id, data, instance=INSTANCE)
 
 
 def commit_new(catalog: Catalog, moment: datetime, data: bytes = b"rdb") -> Manifest:
