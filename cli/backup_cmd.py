@@ -6,12 +6,13 @@ import argparse
 from typing import Any
 
 from cli.common import move_password_to_env
-from cli.output import enable_progress_bars, human_size, say
+from cli.output import enable_progress_bars, say
 from cli.prefect_runtime import prefect_api
 from redis_dr.config import BackupRequest, SnapshotMode, build_request, load_environment
 from redis_dr.errors import ConfigError
 from redis_dr.pipeline import Compression
 from redis_dr.redis.connection import redact_redis_url
+from redis_dr.units import human_size
 
 
 def register(sub: Any) -> None:

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from cli.demo_sessions import populate_session_store
-from cli.output import human_size, say
+from cli.output import say
 from cli.prefect_runtime import prefect_api
 from redis_dr.catalog import Catalog
 from redis_dr.config import build_request
 from redis_dr.sandbox.redis_server import RedisServer
 from redis_dr.storage import open_storage
+from redis_dr.units import human_size
 
 
 def register(sub: Any) -> None:

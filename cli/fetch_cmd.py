@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from cli.common import add_location_arguments, open_catalog
-from cli.output import enable_progress_bars, human_size, say
+from cli.output import enable_progress_bars, say
 from cli.prefect_runtime import quiet_prefect_console
 from redis_dr.config import SecretRef
 from redis_dr.fetch import fetch_to_file, identities_from_env, refuse_existing
 from redis_dr.pipeline import parse_identities
+from redis_dr.units import human_size
 
 
 def register(sub: Any) -> None:

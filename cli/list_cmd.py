@@ -7,8 +7,9 @@ import json
 from typing import Any
 
 from cli.common import add_location_arguments, open_catalog
-from cli.output import human_size, print_table, say
+from cli.output import print_table, say
 from redis_dr.errors import IntegrityError
+from redis_dr.units import human_size
 
 
 def register(sub: Any) -> None:

@@ -1,4 +1,4 @@
-"""Terminal output: one-line errors, tables, sizes, progress bars."""
+"""Terminal output: one-line errors, tables, progress bars."""
 
 from __future__ import annotations
 
@@ -11,16 +11,6 @@ from redis_dr.progress import set_progress_factory
 def say(message: str) -> None:
     """A line for the person at the terminal (stderr, so stdout stays machine-readable)."""
     print(message, file=sys.stderr, flush=True)
-
-
-def human_size(size: int) -> str:
-    """1536 -> '1.5 KiB'."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 class _RichBar:

@@ -11,6 +11,7 @@ from redis_dr.manifest import Manifest
 from redis_dr.redis.connection import redact_redis_url
 from redis_dr.redis.info import ServerFacts
 from redis_dr.storage.location import redact_url
+from redis_dr.units import human_size
 
 #: What the table shows for a value that is not known (an empty string would render as a bullet).
 UNKNOWN = "-"
@@ -47,16 +48,6 @@ class BackupRun:
     def failed_copies(self) -> list[LocationResult]:
         """Locations after the primary whose copy failed."""
         return [location for location in self.locations if location.failed and not location.primary]
-
-
-def human_size(size: int) -> str:
-    """1536 -> '1.5 KiB'."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def data_path_line(manifest: Manifest) -> str:
