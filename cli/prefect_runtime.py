@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -152,6 +153,49 @@ class TemporaryPrefectApi:
         return lines[-1] if lines else "it exited without a message"
 
 
+#: How long a configured Prefect API may take to connect and to answer its health check.
+API_HEALTH_TIMEOUT = 5.0
+_UNSET_HINT = "unset PREFECT_API_URL to run with a temporary local API"
+
+
+def unreachable_api(url: str, reason: str) -> TransientError:
+    """The one line for a configured Prefect API that does not answer."""
+    return TransientError(
+        f"the Prefect API at {_shown(url)} does not answer ({reason}): start it, or {_UNSET_HINT}"
+    )
+
+
+def _shown(url: str) -> str:
+    """The API URL without any user:password part."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def check_api_answers(url: str, timeout: float = API_HEALTH_TIMEOUT) -> None:
+    """Raise TransientError unless the Prefect API at `url` answers `GET <url>/health` in time.
+
+    One attempt, `timeout` to connect and again to read. Any HTTP answer counts
+    (Prefect Cloud may answer 401 without a key): the aim is to refuse, in seconds,
+    a server that is down or hung, before a flow waits minutes on it.
+    """
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        raise unreachable_api(url, str(getattr(reason, "strerror", None) or reason)) from None
+    except TimeoutError:
+        raise unreachable_api(url, f"no answer within {timeout:.0f} s") from None
+    except (OSError, ValueError) as exc:  # reset, closed without an answer, a malformed URL
+        raise unreachable_api(url, str(exc) or type(exc).__name__) from None
+
+
 def _deliver_pending_logs_and_events() -> None:
     """Let Prefect send its queued run logs and events before the API they go to stops."""
     from prefect.events.worker import EventsWorker
@@ -181,7 +225,14 @@ def prefect_api() -> Iterator[None]:
         if settings.api.url or not settings.server.ephemeral.enabled:
             if server is not None:  # the profile names a server (or forbids a temporary one)
                 server.stop()
-            yield
+            if settings.api.url:
+                check_api_answers(settings.api.url)
+            try:
+                yield
+            except RuntimeError as exc:  # raised by Prefect's client when the API goes away later
+                if settings.api.url and "Failed to reach API" in str(exc):
+                    raise unreachable_api(settings.api.url, "it stopped answering") from None
+                raise
             return
         if server is None:
             server = TemporaryPrefectApi()

@@ -7,12 +7,15 @@ start from a copy of that home, its database already created, as every later run
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -200,3 +203,55 @@ def test_ctrl_c_interrupts_the_backup_and_then_stops_the_api_in_order(
         env=env, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert listing.stdout.strip() == "[]"
+
+
+@contextlib.contextmanager
+def silent_listener() -> Iterator[str]:
+    """A loopback port that accepts connections and never answers them (a hung server); its URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/api"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+def closed_port_url() -> str:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/api"
+
+
+@pytest.mark.parametrize("api", ["hung", "down"])
+def test_a_configured_prefect_api_that_does_not_answer_is_one_transient_line(
+    api: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(silent_listener()) if api == "hung" else closed_port_url()
+        env = {**terminal_env(tmp_path / "prefect-home"), "PREFECT_API_URL": url}
+        done = subprocess.run(
+            [CLI, "backup", "--redis-url", redis_server.url, "--storage", f"file://{tmp_path / 'store'}",
+             "--instance", "sessions"],
+            env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 75, done.stderr
+    assert "Traceback" not in done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"redis-dr: error: the Prefect API at {url} does not answer"), done.stderr
+    assert "unset PREFECT_API_URL to run with a temporary local API" in line
+    assert done.stdout == ""
+    assert not (tmp_path / "store").exists()  # nothing ran
