@@ -131,6 +131,37 @@ class Catalog:
         except ValueError:
             raise IntegrityError(f"unreadable reservation {self.storage.url}/{key}") from None
 
+    def claim(self, backup_id: str, reservation: bytes) -> bool:
+        """Reserve backup_id here with the given reservation bytes (a copy carries its source's).
+
+        Returns True if this call made the claim, False if the same bytes were
+        there already (an earlier attempt's claim). Anything else there belongs to
+        another run: AlreadyExistsError, and nothing of it is touched.
+        """
+        key = self.reservation_key(backup_id)
+        try:
+            self.storage.put_bytes(key, reservation)
+            return True
+        except AlreadyExistsError:
+            if self.storage.get_bytes(key) != reservation:
+                try:
+                    holder = self.holder(backup_id)
+                except IntegrityError:
+                    holder = None
+                by = holder.describe() if holder else "reserved by another run"
+                raise AlreadyExistsError(
+                    f"backup id {backup_id} of {self.instance} in {self.storage.url} is {by}: "
+                    "not copying into it"
+                ) from None
+            return False
+
+    def reservation_bytes(self, backup_id: str) -> bytes | None:
+        """The stored reservation of a backup id, byte for byte, or None if it has none."""
+        try:
+            return self.storage.get_bytes(self.reservation_key(backup_id))
+        except NotFoundError:
+            return None
+
     def discard_uncommitted(self, reservation: Reservation) -> int:
         """Remove what a failed attempt of the reserving run left under its id. Returns the count.
 

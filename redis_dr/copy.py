@@ -11,21 +11,26 @@ both locations hold the same backup:
   check their own per-part checksums on upload);
 - server-side: the copy is read back from the destination and hashed.
 
-Running it again after any failure finishes the job: objects already at the
-destination with the right size and checksum are kept, a destination that holds
-the manifest already reports "already-present". A failed copy leaves no manifest
+The copy first claims the backup id at the destination with the source's own
+reservation: an id reserved there by another run is refused, and nothing under it
+is read or deleted; a failed attempt that leaves nothing else there takes its
+claim back. Running it again after any failure finishes the job: objects
+already at the destination with the right size and checksum are kept, a
+destination that holds the manifest already reports "already-present". A failed copy leaves no manifest
 at the destination, so nothing half-copied is ever listed there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import time
 from typing import Literal
 
 from pydantic import BaseModel
 
-from redis_dr.catalog import Catalog
-from redis_dr.errors import IntegrityError, NotFoundError
+from redis_dr.catalog import Catalog, Reservation
+from redis_dr.errors import IntegrityError, NotFoundError, RedisDRError
 from redis_dr.manifest import Manifest, StoredFile
 from redis_dr.pipeline import Tally
 from redis_dr.storage import Storage
@@ -55,15 +60,41 @@ def copy_backup(source: Storage, destination: Storage, instance: str, backup_id:
     if _exists(destination, manifest_key):
         target.put_manifest(backup_id, manifest_bytes)  # refuses a different manifest under this id
         return _outcome(destination, backup_id, "already-present", 0, False, started)
+    reservation = origin.reservation_bytes(backup_id) or _claim_for(manifest_bytes, manifest)
+    claimed = target.claim(backup_id, reservation)
     copied, server_side = 0, False
-    for stored in manifest.files:
-        key = origin.data_key(backup_id, stored.name)
-        if _verified_copy_exists(destination, key, stored):
-            continue
-        server_side = _copy_object(source, destination, key, stored) or server_side
-        copied += stored.stored_size
-    target.put_manifest(backup_id, manifest_bytes)
+    try:
+        for stored in manifest.files:
+            key = origin.data_key(backup_id, stored.name)
+            if _verified_copy_exists(destination, key, stored):
+                continue
+            server_side = _copy_object(source, destination, key, stored) or server_side
+            copied += stored.stored_size
+        target.put_manifest(backup_id, manifest_bytes)
+    except BaseException:
+        if claimed:
+            _release_if_empty(target, backup_id)
+        raise
     return _outcome(destination, backup_id, "copied", copied, server_side, started)
+
+
+def _release_if_empty(catalog: Catalog, backup_id: str) -> None:
+    """Take back a claim this attempt made when it left nothing else under the id."""
+    with contextlib.suppress(RedisDRError):
+        keys = [info.key for info in catalog.storage.list(catalog.backup_prefix(backup_id))]
+        if keys == [catalog.reservation_key(backup_id)]:
+            catalog.storage.delete(keys[0])
+
+
+def _claim_for(manifest_bytes: bytes, manifest: Manifest) -> bytes:
+    """A reservation for a backup made before reservations existed: the same bytes on every try."""
+    return Reservation(
+        backup_id=manifest.id,
+        token="copy-" + hashlib.sha256(manifest_bytes).hexdigest()[:32],
+        host="copy",
+        pid=0,
+        reserved_at=manifest.created_at,
+    ).model_dump_json().encode()
 
 
 def _exists(storage: Storage, key: str) -> bool:

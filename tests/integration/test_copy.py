@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from redis_dr import copy as copy_module
 from redis_dr.catalog import Catalog
 from redis_dr.copy import copy_backup
 from redis_dr.errors import AlreadyExistsError, IntegrityError, StorageFullError
@@ -164,3 +165,35 @@ def test_a_destination_that_fills_up_mid_copy_gets_no_manifest(location: object,
     assert not any(tiny_disk.rglob("*")), "nothing partial left, no empty directories"
     assert Catalog(source, INSTANCE).load(manifest.id) == manifest
     assert source.get_bytes(Catalog(source, INSTANCE).data_key(manifest.id, "dump.rdb.zst")) == data
+
+
+def test_an_id_reserved_at_the_destination_by_another_run_is_not_touched(location: object) -> None:
+    """Each region backs up to its own bucket first: the same second's id may be taken there."""
+    source, destination = location("file"), location("file")  # type: ignore[operator]
+    manifest = committed_backup(source, os.urandom(1000))
+    theirs = Catalog(destination, INSTANCE)
+    theirs.storage.put_bytes(theirs.reservation_key(manifest.id), b'{"backup_id": "taken"}')
+    their_data = theirs.data_key(manifest.id, "dump.rdb.zst")
+    destination.put_bytes(their_data, b"another run's snapshot, not committed yet")
+
+    with pytest.raises(AlreadyExistsError, match="not copying into it"):
+        copy_backup(source, destination, INSTANCE, manifest.id)
+
+    assert destination.get_bytes(their_data) == b"another run's snapshot, not committed yet"
+    assert not any(key.endswith("manifest.json") for key in stored_keys(destination))
+
+
+def test_a_backup_made_before_reservations_is_copied_and_resumed(location: object) -> None:
+    source, destination = location("file"), location("s3")  # type: ignore[operator]
+    manifest = committed_backup(source, os.urandom(DATA_SIZE))
+    source.delete(Catalog(source, INSTANCE).reservation_key(manifest.id))
+    key = Catalog(source, INSTANCE).data_key(manifest.id, "dump.rdb.zst")
+    destination.put(key, source.get(key))
+    Catalog(destination, INSTANCE).claim(manifest.id, copy_module._claim_for(
+        source.get_bytes(Catalog(source, INSTANCE).manifest_key(manifest.id)), manifest
+    ))  # an earlier attempt claimed the id, copied the data, and died
+
+    outcome = copy_backup(source, destination, INSTANCE, manifest.id)
+
+    assert outcome.status == "copied" and outcome.bytes == 0
+    assert Catalog(destination, INSTANCE).load(manifest.id) == manifest
