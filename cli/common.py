@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 
+from cli.output import say
 from redis_dr.catalog import Catalog
 from redis_dr.config import PASSWORD_ENV, load_environment
-from redis_dr.errors import ConfigError
+from redis_dr.errors import AccessDeniedError, ConfigError, NotFoundError, TransientError
+from redis_dr.manifest import Manifest
 from redis_dr.redis.connection import split_password
 from redis_dr.storage import Storage, open_storage
 
@@ -19,7 +21,8 @@ def add_location_arguments(parser: argparse.ArgumentParser) -> None:
         "--storage",
         action="append",
         metavar="URL",
-        help="file:///dir, s3://bucket/prefix?..., gs://bucket/prefix",
+        help="file:///dir, s3://bucket/prefix?..., gs://bucket/prefix (list: one location; "
+        "fetch: several are tried in order)",
     )
     parser.add_argument("--env-file", metavar="YAML", help="environment file that describes the instance")
 
@@ -38,9 +41,40 @@ def storage_urls(args: argparse.Namespace) -> list[str]:
 
 
 def open_catalog(args: argparse.Namespace) -> tuple[Storage, Catalog]:
-    """The primary storage and the instance's catalog in it."""
-    storage = open_storage(storage_urls(args)[0])
+    """The one location a command reads, and the instance's catalog in it.
+
+    Several --storage locations are refused (which one would be meant?); an
+    environment file's instance is read at its primary location, and the person
+    is told which one and how to read another.
+    """
+    urls = storage_urls(args)
+    if args.storage and len(urls) > 1:
+        raise ConfigError("this command reads one location: give a single --storage URL")
+    if len(urls) > 1:
+        others = ", ".join(urls[1:])
+        say(f"reading the primary location {urls[0]} (the others: {others}; pass --storage URL for one)")
+    storage = open_storage(urls[0])
     return storage, Catalog(storage, args.instance)
+
+
+def resolve_anywhere(args: argparse.Namespace) -> tuple[Storage, Manifest]:
+    """Find the selected backup in the first location that can answer, saying which were passed over.
+
+    A location that is unreachable, refuses access or does not hold the backup
+    is passed over, with one line; one whose manifests cannot be read stops the
+    search (a newer backup is never passed over silently for an older one).
+    """
+    urls = storage_urls(args)
+    for position, url in enumerate(urls, start=1):
+        storage = open_storage(url)
+        try:
+            return storage, Catalog(storage, args.instance).resolve(args.backup)
+        except (NotFoundError, TransientError, AccessDeniedError) as exc:
+            storage.close()
+            if position == len(urls):
+                raise
+            say(f"redis-dr: location {position} of {len(urls)} ({url}): {exc}; trying the next one")
+    raise AssertionError("storage_urls returns at least one URL")
 
 
 def move_password_to_env(url: str) -> str:

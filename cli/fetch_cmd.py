@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cli.common import add_location_arguments, open_catalog
+from cli.common import add_location_arguments, resolve_anywhere
 from cli.output import enable_progress_bars, say
 from cli.prefect_runtime import quiet_prefect_console
 from redis_dr.config import SecretRef
@@ -52,11 +52,10 @@ def run(args: argparse.Namespace) -> int:
     """Resolve the backup, stream it through the checks, place the file."""
     refuse_existing(args.output.absolute())
     enable_progress_bars()
-    storage, catalog = open_catalog(args)
-    manifest = catalog.resolve(args.backup)
+    storage, manifest = resolve_anywhere(args)
     say(
         f"fetching backup {manifest.id} of {manifest.instance} "
-        f"({human_size(manifest.stored_size)} stored) to {args.output}"
+        f"({human_size(manifest.stored_size)} stored) from {storage.url} to {args.output}"
     )
     path = fetch_to_file(storage, manifest, args.output, identities(args))
     say(f"wrote {path}: {human_size(manifest.raw_size)}, sha256 verified, RDB v{manifest.source.rdb_version}")

@@ -74,3 +74,41 @@ def test_a_failed_copy_fails_the_command_and_keeps_the_primary(
     code, listed, _ = run_cli(capsys, "list", "--storage", primary, "--instance", "sessions", "--json")
     assert code == 0 and '"id"' in listed
     assert listed.count('"id"') == 1
+
+
+def test_fetch_passes_over_a_location_that_lost_its_backups_and_says_so(
+    capsys: pytest.CaptureFixture[str], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The primary region is gone: its copy must still be found, and the person told where."""
+    redis_server.client().set("session:1", "x")
+    gone, copy = f"file://{tmp_path / 'gone'}", f"file://{tmp_path / 'copy'}"
+    code, out, err = run_cli(
+        capsys, "backup", "--redis-url", redis_server.url, "--instance", "sessions", "--storage", copy
+    )
+    assert code == 0, err
+
+    code, fetched_path, err = run_cli(
+        capsys, "fetch", "--instance", "sessions", "--storage", gone, "--storage", copy,
+        "--output", str(tmp_path / "restored.rdb"),
+    )  # fmt: skip
+
+    assert code == 0, err
+    assert f"location 1 of 2 ({gone}): no backups" in err and "trying the next one" in err
+    assert f"fetching backup {out.strip()} of sessions" in err and f"from {copy}" in err
+    assert Path(fetched_path.strip()).read_bytes().startswith(b"REDIS")
+
+
+def test_list_reads_one_location_and_says_which(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    first, second = f"file://{tmp_path / 'a'}", f"file://{tmp_path / 'b'}"
+    code, _, err = run_cli(capsys, "list", "--instance", "sessions", "--storage", first, "--storage", second)
+    assert code == 2
+    assert_one_clear_error(err, "give a single --storage URL")
+
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text(
+        "environment: staging\ninstances:\n  sessions:\n    redis_url: redis://127.0.0.1:6379/0\n"
+        f"    storage: [{first}, {second}]\n"
+    )
+    code, _, err = run_cli(capsys, "list", "--instance", "sessions", "--env-file", str(env_file))
+    assert code == 0, err
+    assert f"reading the primary location {first} (the others: {second}" in err
