@@ -37,10 +37,21 @@ def redact_url(url: str) -> str:
         return "<unparseable URL>"
     netloc = parts.netloc.rpartition("@")[2]
     query = [
-        (k, "***" if any(w in k.lower() for w in _SECRET_WORDS) else v)
+        (k, "***" if any(w in k.lower() for w in _SECRET_WORDS) else _without_userinfo(v))
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
     ]
     return parts._replace(netloc=netloc, query=urlencode(query, safe=":/")).geturl()
+
+
+def _without_userinfo(value: str) -> str:
+    """A URL-valued option (endpoint=http://user:pw@host) with its credentials masked."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return value
+    if "@" not in parts.netloc:
+        return value
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
 @dataclass(frozen=True)
@@ -114,6 +125,11 @@ def _parse_options(scheme: str, query: str, shown: str) -> dict[str, str]:
         endpoint = urlsplit(options["endpoint"])
         if endpoint.scheme not in ("http", "https") or not endpoint.hostname:
             raise ConfigError(f"storage URL {shown}: endpoint must look like http://host:port")
+        if "@" in endpoint.netloc:
+            raise ConfigError(
+                f"storage URL {shown}: the endpoint holds credentials: remove them and use the "
+                "SDK's usual sources (environment, profile, instance role)"
+            )
     for name in ("part_size", "page_size"):
         if name in options:
             parse_size(options[name], name)

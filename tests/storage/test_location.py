@@ -124,3 +124,11 @@ def test_open_storage_rejects_bad_sizes() -> None:
 def test_open_storage_file(tmp_path: object) -> None:
     store = open_storage(f"file://{tmp_path}")
     assert store.url == f"file://{tmp_path}"
+
+
+def test_credentials_in_the_endpoint_are_refused_without_being_shown() -> None:
+    url = "s3://bucket/p?endpoint=http://proxyuser:Zproxysecret@127.0.0.1:9000&region=us-east-1"
+    with pytest.raises(ConfigError, match="endpoint holds credentials") as raised:
+        StorageLocation.parse(url)
+    assert "Zproxysecret" not in str(raised.value) and "proxyuser" not in str(raised.value)
+    assert "Zproxysecret" not in redact_url(url)
