@@ -46,6 +46,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         say(f"no backups of {args.instance} in {storage.url}")
     for problem in listing.unreadable:
-        say(f"redis-dr: warning: unreadable manifest {problem}")
+        say(f"redis-dr: warning: {problem}")
     # Exit 5 (integrity), as every command whose catalog cannot be read in full.
     return IntegrityError.exit_code if listing.unreadable else 0

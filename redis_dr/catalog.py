@@ -26,7 +26,15 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
-from redis_dr.errors import AlreadyExistsError, ConfigError, IntegrityError, NotFoundError, RedisDRError
+from redis_dr.errors import (
+    AccessDeniedError,
+    AlreadyExistsError,
+    ConfigError,
+    IntegrityError,
+    NotFoundError,
+    RedisDRError,
+    TransientError,
+)
 from redis_dr.manifest import (
     BACKUP_ID_PATTERN,
     MANIFEST_NAME,
@@ -236,8 +244,10 @@ class Catalog:
                 listing.manifests.append(self.load(backup_id))
             except NotFoundError:
                 continue  # in progress, or a failed attempt: not a backup
+            except (TransientError, AccessDeniedError):
+                raise  # the location did not answer: that says nothing about the manifest
             except RedisDRError as exc:
-                listing.unreadable.append(f"{self.manifest_key(backup_id)}: {exc}")
+                listing.unreadable.append(str(exc))
         return listing
 
     def resolve(self, selector: str) -> Manifest:
@@ -263,6 +273,8 @@ class Catalog:
                 return self.load(backup_id)
             except NotFoundError:
                 continue  # no manifest: not a backup
+            except (TransientError, AccessDeniedError):
+                raise  # the location did not answer: that says nothing about the manifest
             except RedisDRError as exc:
                 raise IntegrityError(
                     f"{exc}; refusing to pass over backup {backup_id} for an older one: "

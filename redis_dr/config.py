@@ -30,7 +30,7 @@ from redis_dr.errors import ConfigError, NotFoundError
 from redis_dr.manifest import INSTANCE_PATTERN, validate_instance_name
 from redis_dr.pipeline import Compression, parse_recipient
 from redis_dr.redis.connection import RedisEndpoint, has_password
-from redis_dr.storage.location import StorageLocation
+from redis_dr.storage.location import StorageLocation, redact_url
 
 PASSWORD_ENV = "REDIS_PASSWORD"
 AGE_IDENTITY_ENV = "REDIS_DR_AGE_IDENTITY"
@@ -130,7 +130,22 @@ Recipient = Annotated[str, AfterValidator(_valid(parse_recipient))]
 InstanceName = Annotated[str, AfterValidator(_valid(validate_instance_name))]
 EnvironmentName = Annotated[str, AfterValidator(_valid(_check_name("environment")))]
 Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
-StorageList = Annotated[list[StorageUrl], BeforeValidator(_as_list)]
+def _distinct_locations(urls: list[str]) -> list[str]:
+    """Refuse a location named twice (in any spelling): its 'copy' would be the backup itself."""
+    seen: dict[tuple[str, str, str, str | None], int] = {}
+    for position, url in enumerate(urls, start=1):
+        parsed = StorageLocation.parse(url)
+        location = (parsed.scheme, parsed.bucket_or_path, parsed.prefix, parsed.options.get("endpoint"))
+        if location in seen:
+            raise ValueError(
+                f"locations {seen[location]} and {position} are the same place ({redact_url(url)}): "
+                "a second copy needs a second location"
+            )
+        seen[location] = position
+    return urls
+
+
+StorageList = Annotated[list[StorageUrl], BeforeValidator(_as_list), AfterValidator(_distinct_locations)]
 
 _STORAGE_HELP = (
     "Where to store: file:///path, s3://bucket/prefix?region=..., gs://bucket/prefix. "

@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator
 
 from redis_dr.errors import ConfigError, IntegrityError
 from redis_dr.pipeline import Compression
@@ -144,9 +144,11 @@ class Manifest(BaseModel):
         """Parse a stored manifest; IntegrityError names where it came from."""
         try:
             manifest = cls.model_validate_json(data)
-        except ValueError as exc:
-            first = str(exc).splitlines()[0]
-            raise IntegrityError(f"unreadable manifest {where}: {first}") from exc
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = ".".join(str(part) for part in error["loc"])
+            reason = f"{field}: {error['msg']}" if field else str(error["msg"])
+            raise IntegrityError(f"unreadable manifest {where} ({reason})") from exc
         if manifest.format_version > MANIFEST_VERSION:
             raise IntegrityError(
                 f"manifest {where} has format {manifest.format_version}, newer than this "

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from redis_dr.catalog import Catalog, Reservation
-from redis_dr.errors import AlreadyExistsError, IntegrityError, NotFoundError
+from redis_dr.errors import AlreadyExistsError, IntegrityError, NotFoundError, TransientError
 from redis_dr.manifest import Manifest, backup_id_for
 from redis_dr.storage.file import FileStorage
 from tests import manifests
@@ -168,3 +168,31 @@ def test_resolve_reads_only_the_manifests_it_needs_among_thousands(
     with pytest.raises(NotFoundError, match="no backup at or before 20200101T000000Z"):
         catalog.resolve("20200101-000000")
     assert storage.reads["manifest.json"] == 0
+
+
+class FlakyStorage(FileStorage):
+    """A real file location whose manifest reads fail as an unreachable object store's would."""
+
+    def get(self, key: str) -> Iterator[bytes]:
+        if key.endswith("manifest.json"):
+            raise TransientError("S3 temporarily failed (503)")
+        return super().get(key)
+
+
+def test_a_location_that_does_not_answer_is_not_called_corrupt(tmp_path: Path) -> None:
+    catalog = Catalog(FlakyStorage(tmp_path), INSTANCE)
+    path = tmp_path / catalog.manifest_key(backup_id_for(T0))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(manifest_for(backup_id_for(T0)).to_json())
+    with pytest.raises(TransientError):
+        catalog.resolve("latest")
+    with pytest.raises(TransientError):
+        catalog.list()
+
+
+def test_an_unreadable_manifest_says_why_once(catalog: Catalog) -> None:
+    broken = backup_id_for(T0)
+    catalog.storage.put_bytes(catalog.manifest_key(broken), b'{"id": "20261125T090000Z"}')
+    [problem] = catalog.list().unreadable
+    assert problem.count("unreadable manifest") == 1
+    assert "(instance: Field required)" in problem

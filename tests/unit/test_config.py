@@ -150,3 +150,16 @@ def test_list_fields_say_what_several_entries_mean() -> None:
     assert "not both" in str(secret["env"].description) and "not both" in str(
         secret["prefect_secret"].description
     )
+
+
+@pytest.mark.parametrize(
+    "second",
+    ["file:///var/backups/redis", "file:///var/backups//redis/", "file://localhost/var/backups/redis"],
+)
+def test_a_location_named_twice_is_refused(second: str) -> None:
+    """A 'copy' into the primary itself would be reported as a second copy that does not exist."""
+    with pytest.raises(ConfigError, match="locations 1 and 2 are the same place"):
+        build_request(
+            instance="sessions", redis_url="redis://127.0.0.1:6379/0",
+            storage=["file:///var/backups/redis", second],
+        )  # fmt: skip
