@@ -27,12 +27,22 @@ from flows.backup_report import (
     server_line,
     snapshot_line,
 )
+from redis_dr.catalog import Reservation
 from redis_dr.config import BackupRequest
 from redis_dr.errors import RedisDRError
 from redis_dr.manifest import BACKUP_ID_FORMAT, Manifest
 from redis_dr.redis.connection import redact_redis_url
-from tasks.backup import allocate_backup_id, check_redis, commit_manifest, copy_task, snapshot_to_storage
+from tasks.backup import (
+    allocate_backup_id,
+    check_redis,
+    commit_manifest,
+    copy_task,
+    discard_uncommitted,
+    snapshot_to_storage,
+)
 from tasks.run_logs import one_line_errors
+
+RunLog = logging.Logger | logging.LoggerAdapter[Any]
 
 
 def run_name() -> str:
@@ -71,7 +81,7 @@ def backup(request: BackupRequest) -> Manifest:
     return manifest
 
 
-def back_up(run: BackupRun, log: logging.Logger | logging.LoggerAdapter[Any]) -> Manifest:
+def back_up(run: BackupRun, log: RunLog) -> Manifest:
     """Check the server, reserve an id, stream the snapshot and commit it in the primary location."""
     request = run.request
     primary = run.locations[0]
@@ -89,9 +99,13 @@ def back_up(run: BackupRun, log: logging.Logger | logging.LoggerAdapter[Any]) ->
     log.info("backup id %s reserved in %s", run.backup_id, primary.url)
     run.step = "snapshot"
     primary.outcome = "snapshot not committed"
-    snapshot = snapshot_to_storage(request, reservation)
-    run.step = "commit"
-    manifest = commit_manifest(request, snapshot)
+    try:
+        snapshot = snapshot_to_storage(request, reservation)
+        run.step = "commit"
+        manifest = commit_manifest(request, snapshot)
+    except RedisDRError:
+        clean_up(run, reservation, log)
+        raise
     run.manifest = manifest
     primary.outcome = f"committed {manifest.id}"
     log.info("snapshot: %s", snapshot_line(manifest))
@@ -99,8 +113,22 @@ def back_up(run: BackupRun, log: logging.Logger | logging.LoggerAdapter[Any]) ->
     return manifest
 
 
+def clean_up(run: BackupRun, reservation: Reservation, log: RunLog) -> None:
+    """After a failed snapshot or commit, remove what the run stored; a failure here is only logged."""
+    primary = run.locations[0]
+    try:
+        removed = discard_uncommitted(run.request, reservation)
+    except RedisDRError as exc:
+        log.warning("could not remove the uncommitted data of %s from %s: %s", reservation.backup_id,
+                    primary.url, exc)  # fmt: skip
+        primary.outcome = f"not committed; its uncommitted data may remain: {exc}"
+        return
+    log.info("removed the uncommitted data of %s from %s (%d object(s))", run.backup_id, primary.url, removed)
+    primary.outcome = "not committed; nothing left behind"
+
+
 def copy_everywhere(
-    run: BackupRun, manifest: Manifest, log: logging.Logger | logging.LoggerAdapter[Any]
+    run: BackupRun, manifest: Manifest, log: RunLog
 ) -> None:
     """Copy the committed backup to every other location; raise once all were tried if any failed."""
     errors: list[RedisDRError] = []

@@ -170,10 +170,11 @@ class Catalog:
         except NotFoundError:
             return None
 
-    def discard_uncommitted(self, reservation: Reservation) -> int:
+    def discard_uncommitted(self, reservation: Reservation, *, release: bool = False) -> int:
         """Remove what a failed attempt of the reserving run left under its id. Returns the count.
 
-        Never touches a committed backup, nor an id reserved by another run.
+        With `release`, the reservation goes too (the run has given up: nothing of
+        it stays). Never touches a committed backup, nor an id reserved by another run.
         """
         backup_id = reservation.backup_id
         keys = [info.key for info in self.storage.list(self.backup_prefix(backup_id))]
@@ -188,6 +189,8 @@ class Catalog:
         leftovers = [key for key in keys if key != self.reservation_key(backup_id)]
         for key in leftovers:
             self.storage.delete(key)
+        if release:
+            self.storage.delete(self.reservation_key(backup_id))
         return len(leftovers)
 
     # -- committing ---------------------------------------------------------------

@@ -66,6 +66,16 @@ def commit_manifest(request: BackupRequest, snapshot: StoredSnapshot) -> Manifes
         storage.close()
 
 
+@task(name="discard-uncommitted", timeout_seconds=storage_timeout(4), **RETRY_POLICY)
+def discard_uncommitted(request: BackupRequest, reservation: Reservation) -> int:
+    """A run that gave up removes what it stored under its reserved id (never a committed backup)."""
+    storage = open_storage(request.storage[0])
+    try:
+        return Catalog(storage, request.instance).discard_uncommitted(reservation, release=True)
+    finally:
+        storage.close()
+
+
 @task(name="copy-to-location", timeout_seconds=STREAM_SECONDS, **RETRY_POLICY)
 def copy_to_location(request: BackupRequest, backup_id: str, destination_url: str) -> CopyOutcome:
     """Copy the committed backup from the primary location to another one, verified, manifest last."""
