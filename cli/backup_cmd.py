@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
+from urllib.parse import urlsplit
 
 from cli.common import move_password_to_env
 from cli.output import enable_progress_bars, say
 from cli.prefect_runtime import prefect_api
-from redis_dr.config import BackupRequest, SnapshotMode, build_request, load_environment
+from redis_dr.config import PASSWORD_ENV, BackupRequest, SnapshotMode, build_request, load_environment
 from redis_dr.errors import ConfigError
 from redis_dr.pipeline import Compression
 from redis_dr.redis.connection import redact_redis_url
@@ -51,10 +53,30 @@ def request_from_args(args: argparse.Namespace) -> BackupRequest:
         "labels": labels or None,
     }
     if args.env_file:
-        return load_environment(args.env_file).backup_request(args.instance, **overrides)
-    if not args.redis_url or not args.storage:
+        request = load_environment(args.env_file).backup_request(args.instance, **overrides)
+    elif not args.redis_url or not args.storage:
         raise ConfigError("say what to back up: --redis-url URL --storage URL, or --env-file FILE")
-    return build_request(instance=args.instance, **{k: v for k, v in overrides.items() if v is not None})
+    else:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        request = build_request(instance=args.instance, **given)
+    refuse_user_without_password(request)
+    return request
+
+
+def refuse_user_without_password(request: BackupRequest) -> None:
+    """`redis://NAME@host` and no password anywhere: NAME may well be a password (redis-cli's spelling).
+
+    redis-cli -u takes a lone `NAME@` as the password; Redis URLs elsewhere take it as
+    an ACL user name. Refused here, never shown, before it is printed or stored.
+    """
+    if request.password is not None or os.environ.get(PASSWORD_ENV):
+        return
+    if urlsplit(request.redis_url).username:
+        raise ConfigError(
+            "the Redis URL names a user (NAME@host) but no password is set: for an ACL user put "
+            f"its password in {PASSWORD_ENV}; if NAME is itself the password (redis-cli's "
+            f"redis://PASSWORD@host), put it in {PASSWORD_ENV} and drop it from the URL"
+        )
 
 
 def _split_label(text: str) -> tuple[str, str]:

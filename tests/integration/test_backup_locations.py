@@ -138,3 +138,17 @@ def test_a_run_that_gives_up_leaves_nothing_in_the_primary(
         assert sorted(p.name for p in disk.rglob("*")) == []
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_lone_name_in_the_url_without_any_password_is_refused_unshown(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """redis-cli reads redis://PASSWORD@host as a password: it must not be printed or stored."""
+    monkeypatch.delenv("REDIS_PASSWORD", raising=False)
+    code, out, err = run_cli(
+        capsys, "backup", "--redis-url", "redis://Zs3cretPW@127.0.0.1:1/0", "--instance", "sessions",
+        "--storage", f"file://{tmp_path}",
+    )  # fmt: skip
+    assert code == 2 and out == ""
+    assert_one_clear_error(err, "no password is set", "REDIS_PASSWORD")
+    assert "Zs3cretPW" not in err
