@@ -85,7 +85,7 @@ class RedisSource(BaseModel):
 class StoredFile(BaseModel):
     """One data object of a backup, with checksums of what went in and what was stored."""
 
-    name: str
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a plain name inside the backup
     raw_size: int
     raw_sha256: str
     stored_size: int

@@ -130,6 +130,9 @@ class GCSStorage(Storage):
             return self._not_found(key)
         if isinstance(exc, gexc.Forbidden | gexc.Unauthorized | gauth.RefreshError):
             return AccessDeniedError(f"GCS refused access to {where} ({exc}): check credentials and IAM")
+        if isinstance(exc, requests.ConnectionError | requests.ConnectTimeout):
+            endpoint = self._client._connection.API_BASE_URL
+            return TransientError(f"cannot reach GCS at {endpoint} (for {where})")
         if isinstance(exc, _TRANSIENT):
             return TransientError(f"GCS temporarily failed for {where}: {exc}")
         if isinstance(exc, gexc.GoogleAPICallError | gauth.GoogleAuthError):

@@ -71,6 +71,8 @@ class StorageLocation:
     def parse(cls, url: str) -> StorageLocation:
         """Parse url or raise ConfigError with a one-line message."""
         shown = redact_url(url)
+        if any(ord(char) < 0x20 or char == "\x7f" for char in url):
+            raise ConfigError(f"storage URL {shown!r} holds a control character (a newline?)")
         try:
             parts = urlsplit(url.strip())
         except ValueError as exc:

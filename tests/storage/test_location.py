@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from redis_dr.errors import ConfigError
+from redis_dr.errors import ConfigError, TransientError
+from redis_dr.sandbox.ports import free_port
 from redis_dr.storage.base import check_key, check_prefix
 from redis_dr.storage.location import StorageLocation, parse_size, redact_url
 from redis_dr.storage.registry import open_storage
@@ -132,3 +133,25 @@ def test_credentials_in_the_endpoint_are_refused_without_being_shown() -> None:
         StorageLocation.parse(url)
     assert "Zproxysecret" not in str(raised.value) and "proxyuser" not in str(raised.value)
     assert "Zproxysecret" not in redact_url(url)
+
+
+def test_a_control_character_in_a_storage_url_is_refused() -> None:
+    with pytest.raises(ConfigError, match="control character"):
+        StorageLocation.parse("file:///var/backups/odd\ndir")
+
+
+@pytest.mark.parametrize(
+    ("url", "service"),
+    [("s3://bucket/p?region=us-east-1&endpoint=", "S3"), ("gs://bucket/p?endpoint=", "GCS")],
+)
+def test_an_endpoint_that_does_not_answer_is_named_in_one_short_line(
+    url: str, service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    storage = open_storage(url + endpoint)
+    with pytest.raises(TransientError) as raised:
+        storage.stat("sessions/20261125T090000Z/manifest.json")
+    assert str(raised.value).startswith(f"cannot reach {service} at {endpoint} (for ")
+    assert "\n" not in str(raised.value) and len(str(raised.value)) < 200

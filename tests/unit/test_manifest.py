@@ -84,3 +84,11 @@ def test_timestamps_in_runbook_and_iso_forms(text: str) -> None:
 def test_nonsense_timestamp_says_what_it_accepts() -> None:
     with pytest.raises(ConfigError, match="latest.*20251015-140000"):
         parse_timestamp("yesterday")
+
+
+def test_a_manifest_naming_a_file_outside_its_backup_is_unreadable() -> None:
+    """A tampered manifest must not lead a fetch or a copy to another key."""
+    data = make_manifest().to_json().replace(b'"name": "dump.rdb.zst"', b'"name": "../x/dump.rdb.zst"')
+    assert b"../x" in data
+    with pytest.raises(IntegrityError, match="unreadable manifest s/1 \\(files.0.name"):
+        Manifest.from_json(data, where="s/1")
