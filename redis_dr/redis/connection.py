@@ -53,29 +53,37 @@ class RedisEndpoint:
         `REDIS_PASSWORD` in `env` (default: the process environment), else there is none.
         """
         env = os.environ if env is None else env
-        shown = redact_redis_url(url)
         pieces = _pieces(url)
+        query = _parse_query(pieces.query)
+        # A password in the query may hold an unencoded '&': whatever follows it could be part of
+        # it, so no message shows the query (its option names or values) then.
+        masked = "password" in query
+        shown = _shown(pieces, with_query=not masked) if pieces.scheme else redact_redis_url(url)
+        hint = _AMPERSAND_HINT if masked else ""
         scheme = pieces.scheme.lower()
         if scheme not in _SCHEMES:
             raise ConfigError(f"unsupported Redis URL {shown}: use redis://, rediss:// or unix://")
-        query = _parse_query(pieces.query)
         allowed = _QUERY_OPTIONS | (_TLS_OPTIONS if scheme == "rediss" else set())
-        _reject_unknown(query, allowed, shown, secret="password" in query)
+        _reject_unknown(query, allowed, shown, hint)
         user, password = pieces.credentials()
         username = query.pop("username", None) or user
         password = query.pop("password", None) or password or env.get(PASSWORD_ENV) or None
         if scheme == "unix":
             if not pieces.location.startswith("/"):
                 raise ConfigError(f"Redis URL {shown} has no socket path: use unix:///path/to.sock")
-            db = _parse_db(query.pop("db", "0"), shown)
+            db = _parse_db(query.pop("db", "0"), shown, hint)
             return cls("unix", path=unquote(pieces.location), db=db, username=username, password=password)
         host, port, path_db = _parse_location(pieces.location, shown)
-        db = _parse_db(query.pop("db", path_db), shown)
+        db = _parse_db(query["db"], shown, hint) if "db" in query else _parse_db(path_db, shown, "")
         if scheme == "redis":
             return cls("redis", host=host, port=port, db=db, username=username, password=password)
         reqs = query.get("ssl_cert_reqs", "required").lower()
         if reqs not in _CERT_REQS:
-            raise ConfigError(f"ssl_cert_reqs={reqs!r} in {shown}: use required, optional or none")
+            value = "" if masked else f"={reqs!r}"
+            raise ConfigError(f"ssl_cert_reqs{value} in {shown}: use required, optional or none{hint}")
+        ca_certs = query.get("ssl_ca_certs")
+        if ca_certs is not None:
+            _check_ca_file(ca_certs, shown if masked else None)
         return cls(
             "rediss",
             host=host,
@@ -83,7 +91,7 @@ class RedisEndpoint:
             db=db,
             username=username,
             password=password,
-            ssl_ca_certs=query.get("ssl_ca_certs"),
+            ssl_ca_certs=ca_certs,
             ssl_cert_reqs=_CERT_REQS[reqs],
         )
 
@@ -276,21 +284,46 @@ def _parse_query(query: str) -> dict[str, str]:
     return {key: value for key, value in parse_qsl(query, keep_blank_values=True)}
 
 
-def _parse_db(text: str, shown: str) -> int:
+_AMPERSAND_HINT = (
+    "; its ?password= may hold an unencoded '&': percent-encode it (as %26) or use REDIS_PASSWORD"
+)
+
+
+def _parse_db(text: str, shown: str, hint: str) -> int:
+    """The database number; `hint` set means the text may be part of a password: never shown."""
     if not text.isdigit():
-        raise ConfigError(f"Redis URL {shown}: database {text!r} is not a number")
+        what = "its database" if hint else f"database {text!r}"
+        raise ConfigError(f"Redis URL {shown}: {what} is not a number{hint}")
     return int(text)
 
 
-def _reject_unknown(query: dict[str, str], allowed: set[str], shown: str, *, secret: bool) -> None:
+def _reject_unknown(query: dict[str, str], allowed: set[str], shown: str, hint: str) -> None:
+    """ConfigError for options not in `allowed`; named only when the query holds no password."""
     unknown = sorted(set(query) - allowed)
     if unknown:
-        # Option names are not repeated when a password is in the query: an unencoded '&'
-        # in it would make part of the password look like an option.
-        names = "" if secret else f" {', '.join(unknown)}"
+        names = "" if hint else f" {', '.join(unknown)}"
         raise ConfigError(
-            f"unknown option(s){names} in Redis URL {shown} (allowed: {', '.join(sorted(allowed))})"
+            f"unknown option(s){names} in Redis URL {shown} (allowed: {', '.join(sorted(allowed))}){hint}"
         )
+
+
+_CA_HINT = "give the path of the PEM file of the CA that signed the Redis server's certificate"
+
+
+def _check_ca_file(path: str, masked_url: str | None) -> None:
+    """ConfigError unless `path` is a readable file; `masked_url` set: name it, not the path."""
+    what = f"the ssl_ca_certs file of Redis URL {masked_url}" if masked_url else f"ssl_ca_certs file {path}"
+    hint = _AMPERSAND_HINT if masked_url else ""
+    if os.path.isdir(path):
+        raise ConfigError(f"{what} is a directory: {_CA_HINT}{hint}")
+    try:
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError:
+        raise ConfigError(f"{what} does not exist: {_CA_HINT}{hint}") from None
+    except OSError as exc:
+        reason = (exc.strerror or type(exc).__name__).lower()
+        raise ConfigError(f"{what} cannot be read ({reason}): {_CA_HINT}{hint}") from None
 
 
 def redact_redis_url(url: str) -> str:
@@ -301,16 +334,25 @@ def redact_redis_url(url: str) -> str:
     pieces = _pieces(url)
     if not pieces.scheme:
         return "<a Redis URL that is not scheme://...>" if "@" in url or "pass" in url.lower() else url
+    return _shown(pieces, with_query=True)
+
+
+def _shown(pieces: _Pieces, *, with_query: bool) -> str:
+    """The URL of `pieces` with its password as `***`; its query too if `with_query`."""
     auth = ""
     if pieces.userinfo is not None:
         user, colon, _ = pieces.userinfo.partition(":")
         auth = f"{user}:***@" if colon else f"{user}@"
-    query = _redact_query(pieces.query)
+    query = _redact_query(pieces.query) if with_query else ""
     return f"{pieces.scheme}://{auth}{pieces.location}" + (f"?{query}" if query else "")
 
 
 def _redact_query(query: str) -> str:
-    """Replace the value of `password=`, and anything up to the next known option, by `***`."""
+    """Replace the value of `password=` by `***`, and every value after it too.
+
+    An unencoded '&' in the password makes its tail look like more options: known
+    option names after it stay (with `***` values), unknown ones are dropped.
+    """
     out: list[str] = []
     hiding = False
     for item in query.split("&") if query else []:
@@ -318,22 +360,28 @@ def _redact_query(query: str) -> str:
         if key == "password":
             hiding = True
             out.append("password=***")
-        elif hiding and key not in _KNOWN_OPTIONS:
-            continue  # part of a password with an unencoded '&'
+        elif hiding:
+            if key in _KNOWN_OPTIONS:
+                out.append(f"{key}=***")
         else:
-            hiding = False
             out.append(item)
     return "&".join(out)
 
 
 def split_password(url: str) -> tuple[str, str | None]:
-    """(the URL without its password, the password or None): for moving it into REDIS_PASSWORD."""
+    """(the URL without its password, the password or None): for moving it into REDIS_PASSWORD.
+
+    A URL with `?password=` is checked first (ConfigError, its query never shown): once the
+    password is split off, the tail of one with an unencoded '&' would look like options.
+    """
     pieces = _pieces(url)
     _, password = pieces.credentials()
     query = parse_qsl(pieces.query, keep_blank_values=True)
     in_query = [value for key, value in query if key == "password"]
     if password is None and not in_query:
         return url, None
+    if in_query:  # check it now: without its password, a bad option could be a password's tail
+        RedisEndpoint.from_url(url, env={})
     user = pieces.userinfo.partition(":")[0] if pieces.userinfo is not None else ""
     rest = pieces.query
     if in_query:

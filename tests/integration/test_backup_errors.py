@@ -281,6 +281,35 @@ def test_bad_redis_url_is_refused_before_anything_runs(tmp_path: Path) -> None:
     assert not home.exists() or not list(home.glob("*.db*"))
 
 
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        (
+            "rediss://127.0.0.1:7400/0?ssl_ca_certs=/no/such.pem",
+            "ssl_ca_certs file /no/such.pem does not exist",
+        ),
+        ("redis://127.0.0.1:7400/0?password=Zs&ecret=Ztail", "may hold an unencoded '&': percent-encode it"),
+        ("redis://127.0.0.1:7400/0?password=Zs&db=Ztail", "may hold an unencoded '&': percent-encode it"),
+    ],
+)
+def test_bad_tls_file_or_password_tail_in_the_redis_url_is_refused_before_anything_runs(
+    tmp_path: Path, url: str, fragment: str
+) -> None:
+    """Exit 2 at once (no retries of a connection), and no part of a password's tail in the line."""
+    home = tmp_path / "prefect-home"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(home)}
+    args = [CLI, *backup_args(url, f"file://{tmp_path / 'store'}")]
+    result = subprocess.run(
+        args, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert_one_clear_error(result.stderr, fragment)
+    assert "Ztail" not in result.stderr and "ecret" not in result.stderr
+    assert not home.exists() or not list(home.glob("*.db*")), "a Prefect database was created"
+    assert not (tmp_path / "store").exists()
+
+
 def test_plain_redis_reached_with_rediss_says_tls_is_the_mismatch(
     redis_server: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import redis.exceptions as rex
@@ -27,6 +30,16 @@ EP = RedisEndpoint.from_url("redis://127.0.0.1:6380/0", env={})
 
 
 # --- URLs -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding ca.pem, etc/ca.pem and a@b/ca.pem (a CA file must exist to be accepted)."""
+    root = tmp_path_factory.mktemp("ca")
+    for name in ("ca.pem", "etc/ca.pem", "a@b/ca.pem"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("-----BEGIN CERTIFICATE-----\n")
+    return root
 
 
 def test_plain_url_defaults() -> None:
@@ -60,16 +73,17 @@ def test_password_from_env_only_when_url_has_none() -> None:
     assert RedisEndpoint.from_url("redis://h:1/0", env={}).password is None
 
 
-def test_password_never_in_repr_str_or_redacted() -> None:
-    ep = RedisEndpoint.from_url("rediss://u:hunter2@h:6390/1?ssl_ca_certs=/ca.pem", env={})
+def test_password_never_in_repr_str_or_redacted(ca_root: Path) -> None:
+    ep = RedisEndpoint.from_url(f"rediss://u:hunter2@h:6390/1?ssl_ca_certs={ca_root}/ca.pem", env={})
     for text in (repr(ep), str(ep), ep.redacted(), repr(open_client(ep))):
         assert "hunter2" not in text
-    assert ep.redacted() == "rediss://u:***@h:6390/1?ssl_ca_certs=/ca.pem"
+    assert ep.redacted() == f"rediss://u:***@h:6390/1?ssl_ca_certs={ca_root}/ca.pem"
 
 
-def test_tls_and_unix_urls() -> None:
-    ep = RedisEndpoint.from_url("rediss://h:6390?ssl_ca_certs=/etc/ca.pem&ssl_cert_reqs=none", env={})
-    assert (ep.scheme, ep.ssl_ca_certs, ep.ssl_cert_reqs) == ("rediss", "/etc/ca.pem", "none")
+def test_tls_and_unix_urls(ca_root: Path) -> None:
+    ca = f"{ca_root}/etc/ca.pem"
+    ep = RedisEndpoint.from_url(f"rediss://h:6390?ssl_ca_certs={ca}&ssl_cert_reqs=none", env={})
+    assert (ep.scheme, ep.ssl_ca_certs, ep.ssl_cert_reqs) == ("rediss", ca, "none")
     unix = RedisEndpoint.from_url("unix:///run/redis.sock", env={})
     assert (unix.scheme, unix.path, unix.address) == ("unix", "/run/redis.sock", "/run/redis.sock")
 
@@ -111,7 +125,7 @@ SECRET = "S3cr3t/with@odd:chars-9d1e"
         ),
         (
             f"redis://10.0.0.5:6380/2?username=backup&password={SECRET}&db=3",
-            "redis://10.0.0.5:6380/2?username=backup&password=***&db=3",
+            "redis://10.0.0.5:6380/2?username=backup&password=***&db=***",
             "redis://10.0.0.5:6380/2?username=backup&db=3",
         ),
         (
@@ -128,8 +142,9 @@ SECRET = "S3cr3t/with@odd:chars-9d1e"
     ],
 )
 def test_passwords_in_every_spelling_are_found_hidden_and_split_off(
-    url: str, shown: str, without: str
+    url: str, shown: str, without: str, ca_root: Path
 ) -> None:
+    url, shown, without = (text.replace("=/a@b/", f"={ca_root}/a@b/") for text in (url, shown, without))
     assert redact_redis_url(url) == shown
     assert split_password(url) == (without, None if without == url else SECRET)
     ep = RedisEndpoint.from_url(url, env={})
@@ -160,6 +175,78 @@ def test_malformed_urls_never_echo_the_password(url: str) -> None:
     assert "S3cr3t" not in str(info.value)
     assert "with-amp" not in str(info.value)
     assert "S3cr3t" not in redact_redis_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("redis://127.0.0.1:7400/0?password=Zs&ecret=Ztail", "unknown option(s) in Redis URL"),
+        ("redis://127.0.0.1:7400/0?password=Zs&db=Ztail", "its database is not a number"),
+        ("rediss://127.0.0.1:7400/0?password=Zs&ssl_cert_reqs=Ztail", "ssl_cert_reqs in"),
+        ("rediss://127.0.0.1:7400/0?password=Zs&ssl_ca_certs=/Ztail", "ssl_ca_certs file of Redis URL"),
+        ("redis://127.0.0.1:7400/0?db=1&password=Zs&ecret=Ztail", "unknown option(s) in Redis URL"),
+    ],
+)
+def test_an_unencoded_ampersand_in_a_query_password_never_shows_its_tail(url: str, complaint: str) -> None:
+    # Parsed as given, and as the CLI does (splitting the password off into REDIS_PASSWORD first).
+    for attempt in (lambda: RedisEndpoint.from_url(url, env={}), lambda: split_password(url)):
+        with pytest.raises(ConfigError) as info:
+            attempt()
+        message = str(info.value)
+        assert "Ztail" not in message and "ecret" not in message and "Zs" not in message, message
+        assert complaint in message, message
+        head = message.partition("; its ?password=")[0]
+        assert "://127.0.0.1:7400/0" in head and "?" not in head, message  # the URL without its query
+        assert "may hold an unencoded '&': percent-encode it (as %26) or use REDIS_PASSWORD" in message
+
+
+def test_a_query_password_followed_by_valid_options_still_splits_off() -> None:
+    assert split_password("redis://h:1/0?password=p%26w&db=3") == ("redis://h:1/0?db=3", "p&w")
+
+
+@pytest.fixture
+def unreadable_ca(tmp_path: Path) -> Iterator[Path]:
+    """A CA file this process cannot open: mode 000, and the test run unprivileged if we are root."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    ca.chmod(0)
+    yield ca
+    ca.chmod(0o600)
+
+
+@pytest.mark.parametrize(
+    ("where", "complaint"),
+    [
+        ("/no/such.pem", "ssl_ca_certs file /no/such.pem does not exist: give the path of the PEM file"),
+        ("{tmp}", "ssl_ca_certs file {tmp} is a directory: give the path of the PEM file"),
+    ],
+)
+def test_a_missing_ca_file_is_bad_input(where: str, complaint: str, tmp_path: Path) -> None:
+    where, complaint = where.format(tmp=tmp_path), complaint.format(tmp=tmp_path)
+    with pytest.raises(ConfigError) as info:
+        RedisEndpoint.from_url(f"rediss://127.0.0.1:7400/0?ssl_ca_certs={where}", env={})
+    assert str(info.value).startswith(complaint), info.value
+
+
+def test_an_unreadable_ca_file_is_bad_input(unreadable_ca: Path) -> None:
+    if os.geteuid() == 0:  # root opens any file: try it in a child that dropped to nobody
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                RedisEndpoint.from_url(f"rediss://127.0.0.1:7400/0?ssl_ca_certs={unreadable_ca}", env={})
+            except ConfigError as exc:
+                expected = f"ssl_ca_certs file {unreadable_ca} cannot be read (permission denied)"
+                code = 0 if expected in str(exc) else 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        return
+    with pytest.raises(ConfigError, match="cannot be read \\(permission denied\\)"):
+        RedisEndpoint.from_url(f"rediss://127.0.0.1:7400/0?ssl_ca_certs={unreadable_ca}", env={})
 
 
 # --- RDB header -------------------------------------------------------------
