@@ -64,11 +64,17 @@ def request_from_args(args: argparse.Namespace) -> BackupRequest:
 
 
 def refuse_user_without_password(request: BackupRequest) -> None:
-    """`redis://NAME@host` and no password anywhere: NAME may well be a password (redis-cli's spelling).
+    """A password reference to an unset variable; or `redis://NAME@host` and no password anywhere.
+
+    NAME may well be a password (redis-cli's spelling).
 
     redis-cli -u takes a lone `NAME@` as the password; Redis URLs elsewhere take it as
     an ACL user name. Refused here, never shown, before it is printed or stored.
     """
+    if request.password is not None and request.password.env is not None:
+        if request.password.env not in os.environ:  # checked here, before a Prefect API starts
+            raise ConfigError(f"the environment variable {request.password.env} is not set")
+        return
     if request.password is not None or os.environ.get(PASSWORD_ENV):
         return
     if urlsplit(request.redis_url).username:

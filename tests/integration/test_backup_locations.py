@@ -152,3 +152,18 @@ def test_a_lone_name_in_the_url_without_any_password_is_refused_unshown(
     assert code == 2 and out == ""
     assert_one_clear_error(err, "no password is set", "REDIS_PASSWORD")
     assert "Zs3cretPW" not in err
+
+
+def test_a_password_variable_that_is_not_set_is_refused_before_anything_runs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("SESSIONS_REDIS_PASSWORD", raising=False)
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text(
+        "environment: staging\ninstances:\n  sessions:\n    redis_url: redis://127.0.0.1:1/0\n"
+        f"    password: {{env: SESSIONS_REDIS_PASSWORD}}\n    storage: [file://{tmp_path / 'b'}]\n"
+    )
+    code, out, err = run_cli(capsys, "backup", "--instance", "sessions", "--env-file", str(env_file))
+    assert code == 2 and out == ""
+    assert_one_clear_error(err, "SESSIONS_REDIS_PASSWORD is not set")
+    assert "Flow run" not in err  # refused before the flow (and a Prefect API) ran
