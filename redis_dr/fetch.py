@@ -6,6 +6,8 @@ original data; a file is only placed at its destination once both matched.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any
 
 from redis_dr.catalog import Catalog
 from redis_dr.config import AGE_IDENTITY_ENV
-from redis_dr.errors import ConfigError, IntegrityError
+from redis_dr.errors import AccessDeniedError, ConfigError, IntegrityError, StorageFullError
 from redis_dr.manifest import Manifest, StoredFile
 from redis_dr.pipeline import Tally, WrongIdentityError, decompress, decrypt, parse_identities, prefetch
 from redis_dr.progress import track
@@ -62,28 +64,71 @@ def read_file(
         raise IntegrityError(f"{where} is corrupt: restored bytes do not match the manifest")
 
 
+def output_path(text: str) -> Path:
+    """The path `--output` names, refused (ConfigError) if it names a directory; for argparse `type=`.
+
+    `Path` drops a trailing slash, so it is checked here, on the text as typed.
+    """
+    if text.endswith(("/", os.sep)) or os.path.isdir(text):
+        raise ConfigError(f"--output {text} names a directory; give a file path")
+    return Path(text)
+
+
 def refuse_existing(output: Path) -> None:
-    """ConfigError if `output` exists: fetch never overwrites (check it before any download)."""
+    """ConfigError if `output` exists or its directory does not: check it before any download.
+
+    fetch never overwrites, and never creates directories (a typo would make a tree).
+    """
     if os.path.lexists(output):
         raise ConfigError(f"{output} already exists: choose a new path (nothing overwritten)")
+    if not output.parent.is_dir():
+        raise ConfigError(
+            f"the directory {output.parent} does not exist: create it first or choose another path "
+            "(fetch creates no directories)"
+        )
+
+
+@contextlib.contextmanager
+def _writing(output: Path) -> Iterator[None]:
+    """Turn a local file-system failure while writing `output` into one error naming it."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFullError(
+                f"no space left on the disk to write {output} (nothing was left there): "
+                "free space or choose another path"
+            ) from None
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            reason = "read-only file system" if exc.errno == errno.EROFS else "permission denied"
+            raise AccessDeniedError(f"cannot write {output}: {reason}; choose another path") from None
+        raise
 
 
 def fetch_to_file(storage: Storage, manifest: Manifest, output: Path, identities: list[Any]) -> Path:
-    """Write a backup's RDB to `output` (which must not exist) after verifying every byte."""
+    """Write a backup's RDB to `output` (which must not exist, in a directory that does) after
+    verifying every byte; nothing partial is left behind on any failure."""
     if len(manifest.files) != 1:
         raise ConfigError(f"backup {manifest.id} has {len(manifest.files)} files; fetch one RDB")
     output = output.absolute()
     refuse_existing(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
+    with _writing(output):
+        sink = open(partial, "xb")  # noqa: SIM115 (closed below: its errors are translated too)
     try:
-        with open(partial, "xb") as sink:
-            for chunk in read_file(storage, manifest, manifest.files[0], identities):
-                sink.write(chunk)
-            sink.flush()
-            os.fsync(sink.fileno())
         try:
-            os.link(partial, output)
+            for chunk in read_file(storage, manifest, manifest.files[0], identities):
+                with _writing(output):
+                    sink.write(chunk)
+            with _writing(output):
+                sink.flush()
+                os.fsync(sink.fileno())
+        finally:
+            with _writing(output):
+                sink.close()
+        try:
+            with _writing(output):
+                os.link(partial, output)
         except FileExistsError:
             raise ConfigError(
                 f"{output} appeared meanwhile: choose a new path (nothing overwritten)"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyrage
@@ -15,6 +17,8 @@ import pytest
 from prefect.settings import PREFECT_API_URL
 
 from cli.demo_sessions import populate_session_store
+from redis_dr.errors import ConfigError, StorageFullError
+from redis_dr.fetch import output_path
 from redis_dr.sandbox.ports import free_port
 from redis_dr.sandbox.redis_server import RedisServer
 from tests.integration.cli import assert_one_clear_error, run_cli, wait_until_snapshot_streams
@@ -400,3 +404,56 @@ def test_unreadable_manifest_makes_list_exit_with_a_documented_code(
     assert "unreadable manifest" in err and out.count("Z ") == 1
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert "| 5 | integrity:" in readme and "manifest that cannot be read" in readme
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs mounted for this test alone (needs root)."""
+    mount_point = tmp_path / "mnt"
+    mount_point.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "redis-dr-test", str(mount_point)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], capture_output=True, timeout=30, check=False)
+
+
+def test_fetch_output_on_a_full_or_read_only_disk_or_in_a_missing_directory(
+    redis_server: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], small_tmpfs: Path
+) -> None:
+    redis_server.client().set("big", os.urandom(2 << 20))  # a 2 MiB RDB does not fit in 1 MiB
+    storage = f"file://{tmp_path / 'store'}"
+    assert run_cli(capsys, *backup_args(redis_server.url, storage))[0] == 0
+    fetch = ["fetch", "--storage", storage, "--instance", "sessions", "--output"]
+
+    full = small_tmpfs / "o1.rdb"
+    code, _, err = run_cli(capsys, *fetch, str(full))
+    assert code == StorageFullError.exit_code, err
+    assert_one_clear_error(err, "no space left", str(full))
+    assert list(small_tmpfs.iterdir()) == []  # nothing partial left
+
+    remount = ["mount", "-o", "remount,ro", str(small_tmpfs)]
+    subprocess.run(remount, capture_output=True, timeout=30, check=True)
+    code, _, err = run_cli(capsys, *fetch, str(small_tmpfs / "o2.rdb"))
+    assert code == 4, err
+    assert_one_clear_error(err, f"cannot write {small_tmpfs / 'o2.rdb'}: read-only file system")
+
+    missing = tmp_path / "nonexistent" / "dir"
+    code, _, err = run_cli(capsys, *fetch, str(missing / "o1.rdb"))
+    assert code == 2, err
+    assert_one_clear_error(err, f"the directory {missing} does not exist")
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_fetch_output_naming_a_directory_is_refused(tmp_path: Path) -> None:
+    for text in (f"{tmp_path}/some/dir/", str(tmp_path)):
+        with pytest.raises(ConfigError, match="--output .* names a directory; give a file path"):
+            output_path(text)
+    assert output_path(f"{tmp_path}/o.rdb") == tmp_path / "o.rdb"
