@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from types import FrameType
 
 from cli import backup_cmd, demo_cmd, fetch_cmd, list_cmd
 from cli.output import say
@@ -14,6 +18,42 @@ from redis_dr import __version__
 from redis_dr.errors import RedisDRError
 
 COMMANDS = (backup_cmd, list_cmd, fetch_cmd, demo_cmd)
+
+#: Exit codes of an interrupted command: 128 + the signal's number, as a shell reports it.
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
+INTERRUPTED = (
+    "redis-dr: interrupted: the step that was running committed nothing; "
+    "a backup committed before it stays committed (see 'redis-dr list')"
+)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so that it unwinds (and stops the temporary API) alike."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the command runs, SIGTERM interrupts it as Ctrl-C does (unless SIGTERM is ignored).
+
+    A process started with SIGTERM ignored keeps ignoring it, as with SIGINT.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,15 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every expected failure becomes one line on stderr and an exit code."""
-    args = build_parser().parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        with sigterm_as_interrupt():
+            args = build_parser().parse_args(argv)  # inside: an argument's `type=` may raise ConfigError
+            return int(args.run(args) or 0)
     except RedisDRError as exc:
         _explain(exc)
         return exc.exit_code
-    except KeyboardInterrupt:
-        say("redis-dr: interrupted; nothing was committed by the interrupted step")
-        return 130
+    except KeyboardInterrupt as exc:
+        say(INTERRUPTED)
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     except Exception as exc:
         _explain(exc, unexpected=True)
         return 1

@@ -64,12 +64,10 @@ def is_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def default_sigint() -> None:
-    """Pre-exec hook: SIGINT back to its default, whatever this test process inherited.
-
-    pytest run as a background job of a script ignores SIGINT, and a child inherits that.
-    """
+def default_signals() -> None:
+    """Pre-exec hook: SIGINT and SIGTERM back to their defaults, whatever this test process inherited."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def ignore_sigint() -> None:
@@ -170,8 +168,9 @@ def test_killing_the_command_stops_its_temporary_api(
     assert not any(is_alive(pid) for pid in api_servers)
 
 
-def test_ctrl_c_interrupts_the_backup_and_then_stops_the_api_in_order(
-    redis_factory, prefect_home: Path, tmp_path: Path
+@pytest.mark.parametrize(("how", "exit_code"), [("ctrl-c", 130), ("sigterm", 143)])
+def test_ctrl_c_or_sigterm_interrupts_the_backup_and_then_stops_the_api_in_order(
+    redis_factory, prefect_home: Path, tmp_path: Path, how: str, exit_code: int
 ) -> None:
     server = redis_factory({"rdb-key-save-delay": "2000"})
     populate_session_store(server.client(), sessions=4000, seed=6)
@@ -181,19 +180,23 @@ def test_ctrl_c_interrupts_the_backup_and_then_stops_the_api_in_order(
         [CLI, "backup", "--redis-url", server.url, "--storage", store, "--instance", "sessions"],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # its own process group, like a job in a terminal
-        preexec_fn=default_sigint,  # a foreground job takes Ctrl-C, even if pytest ignores it
+        preexec_fn=default_signals,  # a foreground job takes Ctrl-C, even if pytest ignores it
     )  # fmt: skip
     try:
         wait_until_snapshot_streams(server, process.pid, lambda: process.poll() is None, at_least=64 << 10)
         api_servers = children_of(process.pid)
-        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+        if how == "ctrl-c":
+            os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+        else:
+            process.send_signal(signal.SIGTERM)  # `kill PID`, a service manager, a container stop
         _, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 130, err
-    assert (
-        err.strip().splitlines()[-1] == "redis-dr: interrupted; nothing was committed by the interrupted step"
+    assert process.returncode == exit_code, err
+    assert err.strip().splitlines()[-1] == (
+        "redis-dr: interrupted: the step that was running committed nothing; "
+        "a backup committed before it stays committed (see 'redis-dr list')"
     )
     assert "Error logging to API" not in err
     assert "Traceback" not in err
