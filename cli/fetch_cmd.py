@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from cli.common import add_location_arguments, resolve_anywhere
 from cli.output import enable_progress_bars, say
 from cli.prefect_runtime import quiet_prefect_console
 from redis_dr.config import SecretRef
-from redis_dr.fetch import fetch_to_file, identities_from_env, refuse_existing
+from redis_dr.fetch import fetch_to_file, identities_from_env, output_path, refuse_existing
 from redis_dr.pipeline import parse_identities
 from redis_dr.units import human_size
 
@@ -29,7 +28,9 @@ def register(sub: Any) -> None:
         help="'latest', a backup id (20251015T140000Z) or a UTC time (20251015-140000): "
         "the newest backup at or before it",
     )
-    parser.add_argument("--output", required=True, type=Path, help="file to write (must not exist)")
+    parser.add_argument(
+        "--output", required=True, type=output_path, help="file to write (must not exist; its directory must)"
+    )
     parser.add_argument(
         "--age-identity-secret",
         metavar="BLOCK",

@@ -387,6 +387,12 @@ def test_fetch_onto_an_existing_path_is_bad_input(
     line = assert_one_clear_error(err, str(output), "already exists", "choose a new path")
     assert line.count("already exists") == 1
     assert output.read_bytes() == b"keep me"
+    code, _, err = run_cli(
+        capsys, "fetch", "--storage", storage, "--instance", "sessions", "--output", f"{tmp_path / 'dir'}/"
+    )
+    assert code == 2
+    assert_one_clear_error(err, "names a directory")
+    assert not (tmp_path / "dir").exists()
 
 
 def test_unreadable_manifest_makes_list_exit_with_a_documented_code(
