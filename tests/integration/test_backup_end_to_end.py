@@ -83,6 +83,7 @@ def test_backup_fetch_restore_holds_exactly_the_source(
     assert manifest["source"]["rdb_version"] == rdb_version_of(source)
 
     output = tmp_path / "restored" / "dump.rdb"
+    output.parent.mkdir()  # fetch makes no directories
     code, out, err = run_cli(
         capsys,
         "fetch",

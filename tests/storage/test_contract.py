@@ -194,8 +194,9 @@ def test_s3_no_credentials(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch
 
 
 def test_s3_unreachable_is_transient(seaweedfs: SeaweedFS) -> None:
-    store = S3Storage("redis-dr-test", endpoint=f"http://127.0.0.1:{free_port()}")
-    with pytest.raises(TransientError, match="connection"):
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    store = S3Storage("redis-dr-test", endpoint=endpoint)
+    with pytest.raises(TransientError, match=f"cannot reach S3 at {endpoint}"):
         store.stat("x")
 
 

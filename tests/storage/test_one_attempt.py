@@ -55,7 +55,7 @@ def test_one_connection_per_failed_call(dead: DeadEndpoint, backend: Callable[[s
     mode: Mode = dead.mode
     store = backend(dead.url)
     try:
-        with pytest.raises(TransientError, match="connection|temporarily|503|navailable"):
+        with pytest.raises(TransientError, match="cannot reach|connection|temporarily|503|navailable"):
             CALLS[call](store)
     finally:
         store.close()
