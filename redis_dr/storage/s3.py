@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import os
 import threading
 from collections import deque
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.exceptions as bce
+import google_crc32c
 from botocore.config import Config
 
 from redis_dr.errors import (
@@ -95,10 +95,13 @@ class S3Storage(Storage):
     Credentials come from boto3's usual chain (environment, profile, instance
     role), never from the URL. Create-only writes use `If-None-Match: *` on
     PutObject, CompleteMultipartUpload and CopyObject (SeaweedFS 4.x honours all
-    three). Every upload carries its SHA-256 (`x-amz-checksum-sha256` on
+    three). Every upload carries its CRC32C (`x-amz-checksum-crc32c` on
     PutObject and on each UploadPart, the parts' checksums on
     CompleteMultipartUpload), which the store checks against the bytes it
-    received (SeaweedFS 4.48 answers BadDigest on a mismatch, like AWS). botocore
+    received (SeaweedFS 4.48 answers BadDigest on a mismatch, like AWS). CRC32C,
+    not SHA-256: it runs at ~16 GB/s here against SHA-256's ~1.7 GB/s, and a
+    second SHA-256 pass over every part cost the 1 GB S3 backup 0.8 s of its data
+    path; our own SHA-256 of the whole object stays in the manifest. botocore
     makes one attempt per request: the tasks are the only retry layer.
     """
 
@@ -217,12 +220,12 @@ class S3Storage(Storage):
             if second is None:
                 self._client.put_object(
                     Bucket=self.bucket, Key=name, Body=first, IfNoneMatch="*",
-                    ChecksumSHA256=_sha256(first), **extra,
+                    ChecksumCRC32C=_crc32c(first), **extra,
                 )  # fmt: skip
             else:
                 head = [first, second]
                 del first, second  # only `head` may hold them, so they are freed once sent
-                extra["ChecksumAlgorithm"] = "SHA256"
+                extra["ChecksumAlgorithm"] = "CRC32C"
                 self._multipart(name, self._part_uploads(name, head, parts), extra)
         return self.stat(key)
 
@@ -265,12 +268,12 @@ class S3Storage(Storage):
             del job
 
     def _upload_part(self, name: str, number: int, body: bytes, upload_id: str) -> CompletedPartTypeDef:
-        checksum = _sha256(body)  # in the part's thread: hashlib releases the GIL
+        checksum = _crc32c(body)
         response = self._client.upload_part(
             Bucket=self.bucket, Key=name, UploadId=upload_id, PartNumber=number, Body=body,
-            ChecksumSHA256=checksum,
+            ChecksumCRC32C=checksum,
         )  # fmt: skip
-        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": checksum}
+        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC32C": checksum}
 
     # -- server-side copy --------------------------------------------------------
 
@@ -409,9 +412,9 @@ class S3Storage(Storage):
         self._client.close()
 
 
-def _sha256(data: bytes) -> str:
-    """The base64 SHA-256 digest S3 expects in ChecksumSHA256."""
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+def _crc32c(data: bytes) -> str:
+    """The base64 big-endian CRC32C S3 expects in ChecksumCRC32C."""
+    return base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode()
 
 
 def _bind(function: Callable[..., CompletedPartTypeDef], *args: Any) -> _PartJob:

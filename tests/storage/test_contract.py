@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import subprocess
 import sys
@@ -62,10 +61,6 @@ def sibling_url(storage_url: str, tmp_path: Path) -> str:
     if parts.scheme == "file":
         return f"file://{tmp_path / 'sibling'}"  # not created: the first write makes it
     return urlunsplit(parts._replace(path=f"/{uuid.uuid4().hex}"))
-
-
-def b64_sha256(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def b64_crc32c(data: bytes) -> str:
@@ -348,10 +343,10 @@ def test_the_store_holds_the_checksum_of_the_bytes(store: Storage, size: int) ->
         head = store._client.head_object(Bucket=store.bucket, Key=store._name(KEY), ChecksumMode="ENABLED")
         parts = [data[i : i + PART] for i in range(0, size, PART)]
         if len(parts) == 1:
-            assert head["ChecksumSHA256"] == b64_sha256(data)
-        else:  # a composite checksum: the SHA-256 of the parts' SHA-256 digests
-            digests = b"".join(hashlib.sha256(p).digest() for p in parts)
-            assert head["ChecksumSHA256"] == f"{b64_sha256(digests)}-{len(parts)}"
+            assert head["ChecksumCRC32C"] == b64_crc32c(data)
+        else:  # a composite checksum: the CRC32C of the parts' CRC32C values
+            values = b"".join(base64.b64decode(b64_crc32c(p)) for p in parts)
+            assert head["ChecksumCRC32C"] == f"{b64_crc32c(values)}-{len(parts)}"
     elif isinstance(store, GCSStorage):
         blob = store._bucket.get_blob(store._name(KEY))
         assert blob is not None
@@ -365,7 +360,7 @@ def test_s3_refuses_bytes_that_do_not_match_their_checksum(
     seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch, size: int
 ) -> None:
     store = S3Storage("redis-dr-test", f"{uuid.uuid4().hex}/", endpoint=seaweedfs.endpoint, part_size=PART)
-    monkeypatch.setattr("redis_dr.storage.s3._sha256", lambda data: b64_sha256(data + b"!"))
+    monkeypatch.setattr("redis_dr.storage.s3._crc32c", lambda data: b64_crc32c(data + b"!"))
     with pytest.raises(TransientError, match="did not match their checksum"):
         store.put(KEY, chunked(pattern(size)))
     assert list(store.list()) == []
