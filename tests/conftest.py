@@ -13,6 +13,7 @@ os.environ.setdefault("REDIS_DR_RETRY_DELAY", "0.2")
 quiet_prefect_console()
 
 pytest_plugins = [
+    "tests.fixtures.disks",
     "tests.fixtures.redis_servers",
     "tests.fixtures.storage_servers",
     "tests.fixtures.prefect_harness",

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pyrage
@@ -413,22 +412,9 @@ def test_unreadable_manifest_makes_list_exit_with_a_documented_code(
 
 
 @pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+def small_tmpfs(tmpfs_factory: Callable[[str], Path]) -> Path:
     """A 1 MiB tmpfs mounted for this test alone (needs root)."""
-    mount_point = tmp_path / "mnt"
-    mount_point.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root and mount(8)")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "redis-dr-test", str(mount_point)],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], capture_output=True, timeout=30, check=False)
+    return tmpfs_factory("1m")
 
 
 def test_fetch_output_on_a_full_or_read_only_disk_or_in_a_missing_directory(

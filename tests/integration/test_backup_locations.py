@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -117,27 +117,20 @@ def test_list_reads_one_location_and_says_which(capsys: pytest.CaptureFixture[st
 
 
 def test_a_run_that_gives_up_leaves_nothing_in_the_primary(
-    capsys: pytest.CaptureFixture[str], redis_server: RedisServer, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], redis_server: RedisServer, tmpfs_factory: Callable[[str], Path]
 ) -> None:
     """The primary's disk fills mid-snapshot: the run fails and removes all it stored there."""
     client = redis_server.client()
     client.mset({f"session:{n}": os.urandom(4096) for n in range(600)})  # ~2.4 MB that does not compress
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        code, out, err = run_cli(
-            capsys, "backup", "--redis-url", redis_server.url, "--instance", "sessions",
-            "--storage", f"file://{disk}",
-        )  # fmt: skip
-        assert code == 1 and out == ""
-        assert_one_clear_error(err, "disk is full", str(disk))
-        assert "removed the uncommitted data" in err
-        assert sorted(p.name for p in disk.rglob("*")) == []
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=True)
+    disk = tmpfs_factory("1m")
+    code, out, err = run_cli(
+        capsys, "backup", "--redis-url", redis_server.url, "--instance", "sessions",
+        "--storage", f"file://{disk}",
+    )  # fmt: skip
+    assert code == 1 and out == ""
+    assert_one_clear_error(err, "disk is full", str(disk))
+    assert "removed the uncommitted data" in err
+    assert sorted(p.name for p in disk.rglob("*")) == []
 
 
 def test_a_lone_name_in_the_url_without_any_password_is_refused_unshown(

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -137,19 +136,9 @@ def test_a_different_manifest_under_the_same_id_is_refused(location: object) -> 
 
 
 @pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+def tiny_disk(tmpfs_factory: Callable[[str], Path]) -> Path:
     """A 2 MiB tmpfs: a real file system that fills up mid-copy."""
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True)
+    return tmpfs_factory("2m")
 
 
 def test_a_destination_that_fills_up_mid_copy_gets_no_manifest(location: object, tiny_disk: Path) -> None:

@@ -29,19 +29,9 @@ def _run(*command: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
+def tmpfs(tmpfs_factory: Callable[[str], Path]) -> Path:
     """A 1 MiB tmpfs mounted for this test alone."""
-    mount_point = tmp_path / "mnt"
-    mount_point.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root and mount(8)")
-    done = _run("mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "redis-dr-test", str(mount_point))
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        _run("umount", str(mount_point))
+    return tmpfs_factory("1m")
 
 
 def tree(root: Path) -> list[str]:
