@@ -23,6 +23,7 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -129,14 +130,14 @@ class Catalog:
 
     def holder(self, backup_id: str) -> Reservation | None:
         """The reservation of a backup id, or None if it has none (backups made before reservations)."""
-        key = self.reservation_key(backup_id)
-        try:
-            data = self.storage.get_bytes(key)
-        except NotFoundError:
-            return None
+        data = self.reservation_bytes(backup_id)
+        return None if data is None else self._parse_reservation(backup_id, data)
+
+    def _parse_reservation(self, backup_id: str, data: bytes) -> Reservation:
         try:
             return Reservation.model_validate_json(data)
         except ValueError:
+            key = self.reservation_key(backup_id)
             raise IntegrityError(f"unreadable reservation {self.storage.url}/{key}") from None
 
     def claim(self, backup_id: str, reservation: bytes) -> bool:
@@ -146,22 +147,16 @@ class Catalog:
         there already (an earlier attempt's claim). Anything else there belongs to
         another run: AlreadyExistsError, and nothing of it is touched.
         """
-        key = self.reservation_key(backup_id)
-        try:
-            self.storage.put_bytes(key, reservation)
-            return True
-        except AlreadyExistsError:
-            if self.storage.get_bytes(key) != reservation:
-                try:
-                    holder = self.holder(backup_id)
-                except IntegrityError:
-                    holder = None
-                by = holder.describe() if holder else "reserved by another run"
-                raise AlreadyExistsError(
-                    f"backup id {backup_id} of {self.instance} in {self.storage.url} is {by}: "
-                    "not copying into it"
-                ) from None
-            return False
+        outcome, found = self._write_once(self.reservation_key(backup_id), reservation)
+        if outcome == "different":
+            try:
+                by = self._parse_reservation(backup_id, found).describe()
+            except IntegrityError:
+                by = "reserved by another run"
+            raise AlreadyExistsError(
+                f"backup id {backup_id} of {self.instance} in {self.storage.url} is {by}: not copying into it"
+            )
+        return outcome == "written"
 
     def reservation_bytes(self, backup_id: str) -> bytes | None:
         """The stored reservation of a backup id, byte for byte, or None if it has none."""
@@ -169,6 +164,18 @@ class Catalog:
             return self.storage.get_bytes(self.reservation_key(backup_id))
         except NotFoundError:
             return None
+
+    def _write_once(self, key: str, data: bytes) -> tuple[Literal["written", "same", "different"], bytes]:
+        """Write create-only; if the key is taken, say whether it holds these bytes (and what it holds).
+
+        The same bytes already there are this caller's own earlier write whose answer was lost.
+        """
+        try:
+            self.storage.put_bytes(key, data)
+            return "written", data
+        except AlreadyExistsError:
+            found = self.storage.get_bytes(key)
+            return ("same" if found == data else "different"), found
 
     def discard_uncommitted(self, reservation: Reservation, *, release: bool = False) -> int:
         """Remove what a failed attempt of the reserving run left under its id. Returns the count.
@@ -208,15 +215,11 @@ class Catalog:
 
     def put_manifest(self, backup_id: str, data: bytes) -> None:
         """Write manifest bytes create-only; the same bytes already there count as written."""
-        key = self.manifest_key(backup_id)
-        try:
-            self.storage.put_bytes(key, data)
-        except AlreadyExistsError:
-            if self.storage.get_bytes(key) != data:
-                raise AlreadyExistsError(
-                    f"backup {backup_id} of {self.instance} in {self.storage.url} is already "
-                    "committed with a different manifest: nothing overwritten"
-                ) from None
+        if self._write_once(self.manifest_key(backup_id), data)[0] == "different":
+            raise AlreadyExistsError(
+                f"backup {backup_id} of {self.instance} in {self.storage.url} is already "
+                "committed with a different manifest: nothing overwritten"
+            )
 
     # -- reading ------------------------------------------------------------------
 
