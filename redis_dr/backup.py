@@ -22,7 +22,7 @@ from redis_dr.catalog import Catalog, Reservation
 from redis_dr.config import BackupRequest, SnapshotMode
 from redis_dr.errors import IntegrityError
 from redis_dr.manifest import BackupKind, Manifest, RedisSource, StoredFile
-from redis_dr.pipeline import HeaderTap, Tally, compress, encrypt, parse_recipient, prefetch
+from redis_dr.pipeline import FirstChunkClock, HeaderTap, Tally, compress, encrypt, parse_recipient, prefetch
 from redis_dr.progress import track
 from redis_dr.redis.bgsave import bgsave_snapshot
 from redis_dr.redis.connection import RedisEndpoint, open_client
@@ -108,9 +108,9 @@ def store_snapshot(
     raw, stored = Tally(), Tally()
     header = HeaderTap(RDB_HEADER_SIZE, check=parse_rdb_version)
     counter = RdbCounter()
-    first_byte: list[float] = []
+    first_byte = FirstChunkClock()
     with open_snapshot(request, endpoint) as (facts, chunks):
-        data = counter.tap(header.tap(raw.tap(_note_first_chunk(prefetch(chunks), first_byte))))
+        data = counter.tap(header.tap(raw.tap(first_byte.tap(prefetch(chunks)))))
         data = compress(data, request.compression)
         if recipients:
             data = encrypt(data, recipients)
@@ -136,16 +136,8 @@ def store_snapshot(
         started_at=started_at,
         completed_at=datetime.now(UTC),
         duration_seconds=time.monotonic() - clock,
-        wait_seconds=first_byte[0] - clock if first_byte else None,
+        wait_seconds=first_byte.at - clock if first_byte.at is not None else None,
     )
-
-
-def _note_first_chunk(chunks: Iterator[bytes], first: list[float]) -> Iterator[bytes]:
-    """Pass chunks through, appending the monotonic time the first one arrived to `first`."""
-    for chunk in chunks:
-        if not first:
-            first.append(time.monotonic())
-        yield chunk
 
 
 def commit_backup(request: BackupRequest, storage: Storage, snapshot: StoredSnapshot) -> Manifest:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
@@ -85,6 +86,20 @@ class HeaderTap:
                 self.header += chunk[: self.wanted - len(self.header)]
                 if len(self.header) == self.wanted and self._check is not None:
                     self._check(self.header)
+            yield chunk
+
+
+class FirstChunkClock:
+    """Notes when the first chunk arrived (`time.monotonic()`), e.g. when a server began to send."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def tap(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """Pass chunks through unchanged, noting the first one's arrival."""
+        for chunk in chunks:
+            if self.at is None:
+                self.at = time.monotonic()
             yield chunk
 
 
