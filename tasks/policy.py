@@ -14,6 +14,7 @@ from typing import Any
 from prefect.tasks import exponential_backoff
 
 from redis_dr.errors import TransientError
+from redis_dr.redis.connection import CONNECT_TIMEOUT, REPLY_TIMEOUT
 from redis_dr.storage.base import MAX_CALL_SECONDS
 
 RETRIES = 3
@@ -21,9 +22,9 @@ RETRIES = 3
 BACKOFF = float(os.environ.get("REDIS_DR_RETRY_DELAY", "5"))
 JITTER = 0.5
 
-#: redis_dr.redis.connection.open_client's defaults: connect, then one reply.
-REDIS_CONNECT_SECONDS = 5.0
-REDIS_REPLY_SECONDS = 30.0
+#: open_client's defaults: connect, then one reply.
+REDIS_CONNECT_SECONDS = CONNECT_TIMEOUT
+REDIS_REPLY_SECONDS = REPLY_TIMEOUT
 #: Connect, then each command of a check (HELLO/CLIENT SETINFO, AUTH, INFO) waiting its full timeout.
 REDIS_CHECK_SECONDS = REDIS_CONNECT_SECONDS + 4 * REDIS_REPLY_SECONDS
 #: Above every socket: DNS (which no SDK bounds), the Prefect API for Secret blocks, a busy machine.

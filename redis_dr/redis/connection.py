@@ -137,8 +137,16 @@ class _SSLConnection(redis.SSLConnection):
         return wrapped
 
 
+#: Seconds a client waits to connect, and then for each reply (tasks set their timeouts above these).
+CONNECT_TIMEOUT = 5.0
+REPLY_TIMEOUT = 30.0
+
+
 def open_client(
-    endpoint: RedisEndpoint, *, socket_timeout: float = 30.0, connect_timeout: float = 5.0
+    endpoint: RedisEndpoint,
+    *,
+    socket_timeout: float = REPLY_TIMEOUT,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> redis.Redis:
     """A redis-py client for `endpoint` (bytes responses, TCP keepalive, bounded timeouts).
 
