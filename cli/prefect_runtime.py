@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import logging
 import os
 import signal
@@ -81,6 +82,18 @@ def api_environment(environ: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def _lock_prefect_home() -> int | None:
+    """Wait for, then hold, an exclusive lock on PREFECT_HOME (None if it cannot be had)."""
+    home = Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(home / ".redis-dr-api-start.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError:
+        return None  # the server will say what is wrong with its home
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
 class TemporaryPrefectApi:
     """The API server Prefect starts by itself when no API URL is set, started and stopped by us.
 
@@ -89,10 +102,15 @@ class TemporaryPrefectApi:
     the same application Prefect runs (its `SubprocessASGIServer`): the REST API
     without UI or background services, on Prefect's usual local database, bound to
     127.0.0.1. It dies with this process, even when this process is killed.
+
+    Two commands started at once would create or migrate the same SQLite database
+    together, and one server failed to start ("Application startup failed"): a
+    lock on PREFECT_HOME is held from the start until the server answers.
     """
 
     def __init__(self, startup_timeout: float = 60.0) -> None:
         self.startup_timeout = startup_timeout
+        self._startup_lock = _lock_prefect_home()
         self.port = free_port()
         self._log: IO[bytes] = tempfile.TemporaryFile(prefix="redis-dr-prefect-api-")  # noqa: SIM115 (closed by stop)
         env = {
@@ -124,10 +142,12 @@ class TemporaryPrefectApi:
         while True:
             process = self._process
             if process is None or process.poll() is not None:
+                self._release_startup_lock()
                 raise TransientError(f"the temporary Prefect API did not start: {self._log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:
                     if response.status == 200:
+                        self._release_startup_lock()
                         return self.api_url
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
@@ -142,10 +162,16 @@ class TemporaryPrefectApi:
     def stop(self) -> None:
         """Stop the server (it finishes its requests first) and forget it."""
         process, self._process = self._process, None
+        self._release_startup_lock()
         if process is None:
             return
         stop_process(process, grace=10)
         self._log.close()
+
+    def _release_startup_lock(self) -> None:
+        fd, self._startup_lock = self._startup_lock, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases its flock
 
     def _log_tail(self) -> str:
         self._log.seek(0)

@@ -258,3 +258,25 @@ def test_a_configured_prefect_api_that_does_not_answer_is_one_transient_line(
     assert "unset PREFECT_API_URL to run with a temporary local API" in line
     assert done.stdout == ""
     assert not (tmp_path / "store").exists()  # nothing ran
+
+
+def test_two_commands_started_at_once_on_a_new_prefect_home_both_back_up(
+    redis_factory, tmp_path: Path
+) -> None:
+    """Both create the same Prefect database: one temporary API used to fail to start (exit 75)."""
+    server = redis_factory()
+    server.client().set("session:1", "x")
+    env = terminal_env(tmp_path / "prefect-home")  # never used: its database does not exist yet
+    args = [CLI, "backup", "--redis-url", server.url, "--storage", f"file://{tmp_path / 'b'}",
+            "--instance", "sessions"]  # fmt: skip
+    processes = [
+        subprocess.Popen(
+            args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    results = [process.communicate(timeout=120) for process in processes]
+    for process, (_, err) in zip(processes, results, strict=True):
+        assert process.returncode == 0, err.decode()
+    ids = {out.decode().strip() for out, _ in results}
+    assert len(ids) == 2
