@@ -1,0 +1,1 @@
+"""Where target Redis servers live: the platform contract and its adapters."""
