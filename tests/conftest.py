@@ -18,6 +18,8 @@ pytest_plugins = [
     "tests.fixtures.storage_servers",
     "tests.fixtures.prefect_harness",
     "tests.fixtures.prefect_server",
+    "tests.fixtures.local_targets",
+    "tests.fixtures.docker_targets",
 ]
 
 
