@@ -1,0 +1,1 @@
+"""Restoring backups: choosing one, preflight, placing files or replaying keys, verifying."""
