@@ -62,3 +62,11 @@ class StorageFullError(PermanentError):
 
 class ServerFailureError(PermanentError):
     """The Redis server itself failed an operation (e.g. a failed BGSAVE, MISCONF)."""
+
+
+class RefusedError(PermanentError):
+    """A restore (or drill) was not started: preflight refused it, or nobody approved it.
+
+    Nothing was touched."""
+
+    exit_code = 6

@@ -36,15 +36,23 @@ def identities_from_env(env: Mapping[str, str] | None = None) -> list[Any]:
 
 
 def read_file(
-    storage: Storage, manifest: Manifest, stored: StoredFile, identities: list[Any]
+    storage: Storage,
+    manifest: Manifest,
+    stored: StoredFile,
+    identities: list[Any],
+    *,
+    key: str | None = None,
 ) -> Iterator[bytes]:
-    """Yield the original bytes of one file of a backup; raise IntegrityError on any mismatch."""
+    """Yield the original bytes of one file of a backup; raise IntegrityError on any mismatch.
+
+    `key` is where the file is stored when it is not in the catalog's layout (a runbook file).
+    """
     if stored.encrypted_to and not identities:
         raise ConfigError(
             f"backup {manifest.id} is encrypted: set {AGE_IDENTITY_ENV} to the age identity "
             "(or the path of its key file) of one of its recipients"
         )
-    key = Catalog(storage, manifest.instance).data_key(manifest.id, stored.name)
+    key = key or Catalog(storage, manifest.instance).data_key(manifest.id, stored.name)
     where = f"backup {manifest.instance}/{manifest.id} ({stored.name})"
     stored_tally, raw_tally = Tally(), Tally()
     data = stored_tally.tap(prefetch(storage.get(key)))

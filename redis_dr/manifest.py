@@ -92,6 +92,8 @@ class StoredFile(BaseModel):
     stored_sha256: str
     compression: Compression
     encrypted_to: list[str] = Field(default_factory=list)
+    #: The file's name on the server, relative to its AOF directory (AOF backups); None for the RDB.
+    original_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class Manifest(BaseModel):

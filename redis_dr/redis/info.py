@@ -12,7 +12,7 @@ from redis_dr.errors import UnsupportedError
 from redis_dr.redis.connection import endpoint_of
 from redis_dr.redis.errors import translate
 
-INFO_SECTIONS = ("server", "replication", "memory", "persistence", "keyspace")
+INFO_SECTIONS = ("server", "replication", "memory", "persistence", "stats", "keyspace")
 _DB_LINE = re.compile(r"^db(\d+)$")
 
 
@@ -45,6 +45,17 @@ class ServerFacts(BaseModel):
     aof_enabled: bool
     #: RDB saves since the server started (Redis >= 7.0; None on older servers).
     rdb_saves: int | None = None
+    loading: bool = False
+    connected_replicas: int = 0
+    master_host: str | None = None
+    aof_last_write_status: str = "ok"
+    #: Keys the last load read, and keys it dropped because their expiry had passed (Redis >= 7.0).
+    rdb_last_load_keys_loaded: int | None = None
+    rdb_last_load_keys_expired: int | None = None
+    #: Keys removed by expiry since the server started (INFO stats).
+    expired_keys: int = 0
+    process_id: int | None = None
+    config_file: str | None = None
 
     @property
     def busy_saving(self) -> bool:
@@ -60,7 +71,7 @@ def read_server_facts(client: redis.Redis) -> ServerFacts:
         except redis.ResponseError as exc:
             if "NOPERM" in str(exc).upper():
                 raise
-            raw = _info(client)  # Redis < 7 takes one section only; default has all five
+            raw = _info(client)  # Redis < 7 takes one section only; the default has all of ours
     except Exception as exc:
         raise translate(exc, endpoint_of(client), "INFO") from None
     return parse_info(raw)
@@ -94,8 +105,22 @@ def parse_info(text: str) -> ServerFacts:
         aof_rewrite_in_progress=fields.get("aof_rewrite_in_progress") == "1",
         rdb_last_bgsave_status=fields.get("rdb_last_bgsave_status", "unknown"),
         aof_enabled=fields.get("aof_enabled") == "1",
-        rdb_saves=int(fields["rdb_saves"]) if fields.get("rdb_saves", "").isdigit() else None,
+        rdb_saves=_count(fields.get("rdb_saves")),
+        loading=fields.get("loading") == "1",
+        connected_replicas=_count(fields.get("connected_slaves")) or 0,
+        master_host=fields.get("master_host") or None,
+        aof_last_write_status=fields.get("aof_last_write_status", "ok"),
+        rdb_last_load_keys_loaded=_count(fields.get("rdb_last_load_keys_loaded")),
+        rdb_last_load_keys_expired=_count(fields.get("rdb_last_load_keys_expired")),
+        expired_keys=_count(fields.get("expired_keys")) or 0,
+        process_id=_count(fields.get("process_id")),
+        config_file=fields.get("config_file") or None,
     )
+
+
+def _count(text: str | None) -> int | None:
+    """A non-negative integer field, or None when absent or not a number."""
+    return int(text) if text is not None and text.isdigit() else None
 
 
 def max_rdb_version(redis_version: str) -> int:

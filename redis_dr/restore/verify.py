@@ -1,0 +1,196 @@
+"""Verification after a restore: is the server up, does it hold the backup, can it write and persist?
+
+Key counts are compared with what the backup holds, with the keys Redis dropped
+at load because their expiry had passed counted apart (INFO's
+`rdb_last_load_keys_expired`): a session store always has some. Counts a
+client may have changed since the start (per database) warn; what the load
+itself reports must match exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from enum import StrEnum
+
+import redis
+from pydantic import BaseModel, Field
+
+from redis_dr.manifest import BackupKind, Manifest
+from redis_dr.platforms.base import DataLayout
+from redis_dr.redis.connection import RedisEndpoint, open_client
+from redis_dr.redis.errors import translate
+from redis_dr.redis.info import KeyspaceStats, ServerFacts
+
+MARKER_PREFIX = "redis-dr:restore-check:"
+_MARKER_TTL_MS = 60_000
+
+
+class Result(StrEnum):
+    """One verification finding's outcome."""
+
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+class Finding(BaseModel):
+    """One thing verification looked at."""
+
+    name: str
+    result: Result
+    detail: str
+
+
+class VerifyReport(BaseModel):
+    """Everything verification found, with the numbers behind it."""
+
+    findings: list[Finding] = Field(default_factory=list)
+    expected: dict[int, KeyspaceStats] = Field(default_factory=dict)
+    actual: dict[int, KeyspaceStats] = Field(default_factory=dict)
+    keys_loaded: int | None = None
+    keys_expired_at_load: int | None = None
+
+    @property
+    def failures(self) -> list[Finding]:
+        """Findings that fail the restore."""
+        return [finding for finding in self.findings if finding.result is Result.FAIL]
+
+    def add(self, name: str, result: Result, detail: str) -> None:
+        """Record one finding."""
+        self.findings.append(Finding(name=name, result=result, detail=detail))
+
+    def summary(self) -> str:
+        """One line naming the first failure and its numbers (for the error message)."""
+        failures = self.failures
+        if not failures:
+            return "verified"
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        return f"verification failed: {failures[0].name}: {failures[0].detail}{more}"
+
+
+def expected_keyspace(manifest: Manifest) -> dict[int, KeyspaceStats]:
+    """What the backup holds per database: counted in the RDB where it was, else as INFO said."""
+    return dict(manifest.source.rdb_keyspace or manifest.source.keyspace)
+
+
+def check_load(report: VerifyReport, manifest: Manifest, facts: ServerFacts) -> None:
+    """The load's own counts against the backup: loaded + dropped as expired = what it holds."""
+    expected = report.expected = expected_keyspace(manifest)
+    report.actual = dict(facts.keyspace)
+    report.keys_loaded = facts.rdb_last_load_keys_loaded
+    report.keys_expired_at_load = facts.rdb_last_load_keys_expired
+    total = sum(stats.key_count for stats in expected.values())
+    exact = manifest.source.rdb_keyspace is not None
+    if facts.rdb_last_load_keys_loaded is None or manifest.kind is BackupKind.AOF:
+        _compare_dbs(report, expected, facts.keyspace, exact=exact and manifest.kind is not BackupKind.AOF)
+        return
+    loaded, dropped = facts.rdb_last_load_keys_loaded, facts.rdb_last_load_keys_expired or 0
+    if loaded + dropped == total or not exact:
+        result = Result.PASS if loaded + dropped == total else Result.WARN
+        report.add(
+            "keys loaded",
+            result,
+            f"{loaded} loaded + {dropped} dropped as already expired = {loaded + dropped}, "
+            f"the backup holds {total}" + ("" if exact else " (as INFO said when it was taken)"),
+        )
+    else:
+        report.add(
+            "keys loaded",
+            Result.FAIL,
+            f"the backup holds {total} keys, the server loaded {loaded} and dropped {dropped} as "
+            f"expired: {total - loaded - dropped:+d} unaccounted for",
+        )
+    _compare_dbs(report, expected, facts.keyspace, exact=False)
+
+
+def _compare_dbs(
+    report: VerifyReport,
+    expected: dict[int, KeyspaceStats],
+    actual: dict[int, KeyspaceStats],
+    *,
+    exact: bool,
+) -> None:
+    """Per database: keys now against the backup. Only expiring keys may be missing."""
+    for db in sorted(set(expected) | set(actual)):
+        want = expected.get(db, KeyspaceStats(keys=0, expires=0))
+        have = actual.get(db, KeyspaceStats(keys=0, expires=0))
+        detail = (
+            f"db{db}: {have.key_count} keys ({have.expires} expiring), the backup has "
+            f"{want.key_count} ({want.expires} expiring)"
+        )
+        if have.key_count == want.key_count:
+            report.add(f"db{db} keys", Result.PASS, detail)
+        elif want.key_count - want.expires <= have.key_count <= want.key_count:
+            report.add(f"db{db} keys", Result.PASS, f"{detail}: the difference expired")
+        elif exact:
+            report.add(f"db{db} keys", Result.FAIL, detail)
+        else:
+            report.add(f"db{db} keys", Result.WARN, f"{detail}: clients may have written since")
+
+
+def check_marker(report: VerifyReport, client: redis.Redis, endpoint: RedisEndpoint, tag: str) -> None:
+    """Write, read and delete a marker key: the server accepts writes (no MISCONF, READONLY, OOM)."""
+    key = f"{MARKER_PREFIX}{tag}"
+    try:
+        client.set(key, tag, px=_MARKER_TTL_MS)
+        value = client.get(key)
+        client.delete(key)
+    except redis.ResponseError as exc:
+        report.add("test write", Result.FAIL, f"the server refused a write: {exc}")
+        return
+    except Exception as exc:
+        raise translate(exc, endpoint, "SET") from None
+    if value != tag.encode():
+        report.add("test write", Result.FAIL, f"wrote {key} and read back {value!r}")
+    else:
+        report.add("test write", Result.PASS, f"{key} written, read back and deleted")
+
+
+def check_persistence(report: VerifyReport, facts: ServerFacts, layout: DataLayout | None) -> None:
+    """AOF on where the target's config has it on; the last save and AOF write did not fail."""
+    if layout is not None and facts.aof_enabled != layout.appendonly:
+        want = "on" if layout.appendonly else "off"
+        report.add(
+            "persistence",
+            Result.FAIL,
+            f"AOF is {'on' if facts.aof_enabled else 'off'}, the target's config has it {want}",
+        )
+        return
+    problems = []
+    if facts.rdb_last_bgsave_status not in ("ok", "unknown"):
+        problems.append(f"last RDB save {facts.rdb_last_bgsave_status}")
+    if facts.aof_enabled and facts.aof_last_write_status != "ok":
+        problems.append(f"AOF write {facts.aof_last_write_status}")
+    if problems:
+        report.add("persistence", Result.FAIL, "; ".join(problems))
+    else:
+        aof = "AOF on" if facts.aof_enabled else "AOF off"
+        report.add("persistence", Result.PASS, f"{aof}, no failed save or AOF write")
+
+
+def check_samples(report: VerifyReport, endpoint: RedisEndpoint, count: int) -> None:
+    """Read `count` random keys of every database with keys: each has a type and can be dumped."""
+    problems, seen = [], 0
+    for db in sorted(db for db, stats in report.actual.items() if stats.key_count):
+        client = open_client(dataclasses.replace(endpoint, db=db))
+        try:
+            for _ in range(count):
+                key = client.randomkey()
+                if key is None:
+                    break
+                seen += 1
+                if client.type(key) == b"none":
+                    continue  # expired between RANDOMKEY and TYPE
+                if client.dump(key) is None and client.exists(key):
+                    problems.append(f"db{db} {key!r}: DUMP returned nothing")
+        except redis.ResponseError as exc:
+            report.add("sampled keys", Result.WARN, f"could not sample keys: {exc}")
+            return
+        except Exception as exc:
+            raise translate(exc, endpoint, "RANDOMKEY") from None
+        finally:
+            client.close()
+    if problems:
+        report.add("sampled keys", Result.FAIL, "; ".join(problems[:3]))
+    else:
+        report.add("sampled keys", Result.PASS, f"{seen} random keys read")
