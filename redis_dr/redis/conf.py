@@ -19,6 +19,8 @@ from redis_dr.platforms.base import DataLayout
 #: Directives that may appear several times and add up instead of replacing each other.
 _REPEATABLE = {"save", "user", "include", "loadmodule", "rename-command"}
 _MAX_INCLUDE_DEPTH = 16
+#: What C's isspace() calls space (Redis splits on these; Python's str.isspace() knows many more).
+_SPACE = frozenset(" \t\n\v\f\r")
 Reader = Callable[[str], str]
 Globber = Callable[[str], list[str]]
 
@@ -32,7 +34,7 @@ def split_args(line: str) -> list[str]:
     args: list[str] = []
     i, n = 0, len(line)
     while True:
-        while i < n and line[i].isspace():
+        while i < n and line[i] in _SPACE:
             i += 1
         if i >= n:
             return args
@@ -50,7 +52,7 @@ def split_args(line: str) -> list[str]:
                     )
                     i += 1
                 elif char == '"':
-                    if i + 1 < n and not line[i + 1].isspace():
+                    if i + 1 < n and line[i + 1] not in _SPACE:
                         raise ValueError("closing quote must be followed by a space")
                     quote = ""
                     i += 1
@@ -62,14 +64,14 @@ def split_args(line: str) -> list[str]:
                     current.append("'")
                     i += 1
                 elif char == "'":
-                    if i + 1 < n and not line[i + 1].isspace():
+                    if i + 1 < n and line[i + 1] not in _SPACE:
                         raise ValueError("closing quote must be followed by a space")
                     quote = ""
                     i += 1
                     break
                 else:
                     current.append(char)
-            elif char.isspace():
+            elif char in _SPACE:
                 break
             elif char in "\"'":
                 quote = char
@@ -136,8 +138,8 @@ class RedisConfig:
 
     @property
     def bind(self) -> list[str]:
-        """Addresses it listens on (default: 127.0.0.1 and ::1, as Redis >= 6 does)."""
-        return self.values.get("bind") or ["127.0.0.1", "-::1"]
+        """Addresses it listens on (Redis's default without a `bind` line: every interface)."""
+        return self.values.get("bind") or ["*", "-::*"]
 
     @property
     def unixsocket(self) -> str | None:
@@ -180,6 +182,7 @@ def parse_config(
     read: Reader,
     *,
     glob_paths: Globber = glob.glob,
+    cwd: str | None = None,
     into: RedisConfig | None = None,
     depth: int = 0,
 ) -> RedisConfig:
@@ -187,13 +190,17 @@ def parse_config(
 
     `read` raises ConfigError / AccessDeniedError / NotFoundError naming the file; an
     include with wildcards is expanded with `glob_paths`, in sorted order, as Redis does.
+    With `cwd` (the directory redis-server starts in), a relative include is found as
+    redis-server finds it: against that directory, or against the last `dir` read before
+    it (redis-server changes into `dir` the moment it reads the line). Without `cwd`,
+    include paths go to `read` as written.
     """
     config = into if into is not None else RedisConfig()
     if depth > _MAX_INCLUDE_DEPTH:
         raise ConfigError(f"{path}: includes nested more than {_MAX_INCLUDE_DEPTH} deep (a loop?)")
     config.files.append(path)
-    for number, raw in enumerate(read(path).splitlines(), start=1):
-        line = raw.strip()
+    for number, raw in enumerate(read(path).split("\n"), start=1):
+        line = raw.strip(" \t\r\n")
         if not line or line.startswith("#"):
             continue
         try:
@@ -207,9 +214,16 @@ def parse_config(
             if len(rest) != 1:
                 raise ConfigError(f"{path} line {number}: include takes one path")
             pattern = rest[0]
+            if cwd is not None:
+                pattern = posixpath.join(_current_dir(config, cwd), pattern)
             included = sorted(glob_paths(pattern)) if any(c in pattern for c in "*?[") else [pattern]
             for file in included:
-                parse_config(file, read, glob_paths=glob_paths, into=config, depth=depth + 1)
+                parse_config(file, read, glob_paths=glob_paths, cwd=cwd, into=config, depth=depth + 1)
             continue
         config.set(name, rest)
     return config
+
+
+def _current_dir(config: RedisConfig, cwd: str) -> str:
+    """The directory redis-server is in at this point of reading its config."""
+    return posixpath.normpath(posixpath.join(cwd, config.get("dir", ".") or "."))
