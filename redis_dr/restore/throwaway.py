@@ -34,6 +34,7 @@ THROWAWAY_DATABASES = 1024
 _LOAD_GRACE = 60.0
 _SLOW_LOAD_RATE = 20_000_000
 _SOCKET_NAME = "redis.sock"
+_MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,9 @@ class Throwaway:
         return self.server.data_dir / _SOCKET_NAME
 
     def client(self, db: int = 0, **kwargs: object) -> redis.Redis:
-        """A redis-py client on the unix socket (bytes replies)."""
+        """A redis-py client on the unix socket (loopback TCP if the path was too long), bytes replies."""
+        if not self.socket_path.exists():
+            return self.server.client(db=db, **kwargs)
         return redis.Redis(
             unix_socket_path=str(self.socket_path),
             password=self.server.password,
@@ -97,12 +100,11 @@ def load_throwaway(
     server: RedisServer | None = None
     try:
         rdb_version, size = _write_rdb(rdb_chunks, data_dir / "dump.rdb", local_version)
+        config = {"databases": str(THROWAWAY_DATABASES), "rdbcompression": "no"}
+        if len(str(data_dir / _SOCKET_NAME)) < _MAX_SOCKET_PATH:
+            config.update(unixsocket=str(data_dir / _SOCKET_NAME), unixsocketperm="700")
         server = RedisServer(
-            {
-                "databases": str(THROWAWAY_DATABASES),
-                "unixsocket": str(data_dir / _SOCKET_NAME),
-                "unixsocketperm": "700",
-            },
+            config,
             password=secrets.token_hex(16),
             data_dir=data_dir,
         )
