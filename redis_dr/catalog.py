@@ -256,12 +256,13 @@ class Catalog:
                 listing.unreadable.append(str(exc))
         return listing
 
-    def resolve(self, selector: str) -> Manifest:
+    def resolve(self, selector: str, *, skip_label: str | None = None) -> Manifest:
         """Find a backup by `latest`, its id, or a timestamp (the newest at or before it).
 
         Reads manifests newest first and stops at the first committed one. A manifest
         on the way that cannot be read stops the search: a newer backup is never
-        passed over silently for an older one.
+        passed over silently for an older one. `latest` and timestamps pass over
+        backups labelled `skip_label` (a restore's pre-restore checkpoints); an id never does.
         """
         selector = selector.strip()
         if BACKUP_ID_PATTERN.match(selector):
@@ -276,7 +277,7 @@ class Catalog:
             if cutoff is not None and backup_id > cutoff:
                 continue
             try:
-                return self.load(backup_id)
+                manifest = self.load(backup_id)
             except NotFoundError:
                 continue  # no manifest: not a backup
             except (TransientError, AccessDeniedError):
@@ -286,6 +287,8 @@ class Catalog:
                     f"{exc}; refusing to pass over backup {backup_id} for an older one: "
                     f"choose a backup explicitly with its id (see 'redis-dr list')"
                 ) from None
+            if skip_label is None or skip_label not in manifest.labels:
+                return manifest
         oldest = f"; the oldest stored id is {ids[-1]}" if ids and cutoff is not None else ""
         raise NotFoundError(f"{wanted} of instance {self.instance} in {self.storage.url}{oldest}")
 

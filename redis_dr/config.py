@@ -29,6 +29,7 @@ from pydantic import (
 from redis_dr.errors import ConfigError, NotFoundError
 from redis_dr.manifest import INSTANCE_PATTERN, validate_instance_name
 from redis_dr.pipeline import Compression, parse_recipient
+from redis_dr.platforms.open import TargetSettings
 from redis_dr.redis.connection import RedisEndpoint, has_password
 from redis_dr.storage.location import StorageLocation, redact_url
 
@@ -214,6 +215,9 @@ class InstanceConfig(BaseModel):
     password: SecretRef | None = None
     dump_path: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    #: Where the instance runs, for restores and file-level backups: local://, docker://, compose://.
+    target: str | None = None
+    target_settings: TargetSettings | None = None
 
 
 class EnvironmentConfig(BaseModel):
@@ -222,16 +226,20 @@ class EnvironmentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     environment: str
+    #: Restores need a person's approval (in the Prefect UI, or on the terminal).
+    protected: bool = False
     instances: dict[str, InstanceConfig]
+
+    def instance(self, name: str) -> InstanceConfig:
+        """One named instance; NotFoundError listing the known ones."""
+        if name not in self.instances:
+            known = ", ".join(sorted(self.instances)) or "none"
+            raise NotFoundError(f"no instance {name!r} in environment {self.environment} (known: {known})")
+        return self.instances[name]
 
     def backup_request(self, instance: str, **overrides: object) -> BackupRequest:
         """The backup request for one named instance, with optional overrides."""
-        if instance not in self.instances:
-            known = ", ".join(sorted(self.instances)) or "none"
-            raise NotFoundError(
-                f"no instance {instance!r} in environment {self.environment} (known: {known})"
-            )
-        fields = self.instances[instance].model_dump(exclude_none=True)
+        fields = self.instance(instance).model_dump(exclude_none=True, exclude={"target", "target_settings"})
         fields.update({k: v for k, v in overrides.items() if v is not None})
         return build_request(instance=instance, environment=self.environment, **fields)
 

@@ -19,6 +19,7 @@ from redis_dr.config import (
     one_line,
 )
 from redis_dr.errors import ConfigError
+from redis_dr.platforms.open import TargetSettings
 from redis_dr.platforms.target import TARGET_HELP, TargetKind, parse_target
 from redis_dr.restore.source import is_runbook_file
 
@@ -58,6 +59,9 @@ class RestoreRequest(BaseModel):
     target: TargetName | None = Field(
         default=None, description=f"Where to restore: {TARGET_HELP}. Empty: the live server at redis_url."
     )
+    target_settings: TargetSettings | None = Field(
+        default=None, description="How to handle the target beyond its name (owner, systemd unit, commands)."
+    )
     redis_url: RedisUrl | None = Field(
         default=None,
         description="How to reach the target's server when the target does not tell (no password here: "
@@ -90,6 +94,10 @@ class RestoreRequest(BaseModel):
     )
     password: SecretRef | None = Field(
         default=None, description="Where the target's password comes from (env or Prefect Secret block)."
+    )
+    age_identity: SecretRef | None = Field(
+        default=None,
+        description="Where the age identity of an encrypted backup comes from. Empty: REDIS_DR_AGE_IDENTITY.",
     )
     environment: EnvironmentName | None = Field(default=None, description="Environment of the instance.")
     protected: bool = Field(

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import BaseModel
+
 from redis_dr import __version__
 from redis_dr.catalog import Catalog
 from redis_dr.errors import AccessDeniedError, ConfigError, IntegrityError, NotFoundError, TransientError
@@ -33,6 +35,23 @@ from redis_dr.storage.location import redact_url
 #: File names the runbooks' scripts wrote, with the UTC time they were taken.
 RUNBOOK_FILE = re.compile(r"^(?:redis-backup-|redis-|dump-)(\d{8}-\d{6})\.rdb(\.gz)?$")
 _GZIP_MAGIC = b"\x1f\x8b"
+#: The label of the backup a restore takes of the target's data first. `latest` and
+#: timestamps pass over these checkpoints; name one by its id to restore it.
+PRE_RESTORE_LABEL = "pre-restore"
+
+
+class SourceRef(BaseModel):
+    """A chosen backup, small enough to pass between tasks: reopened without reading it again."""
+
+    #: The storage location as given (reopenable; no secrets in storage URLs).
+    location: str
+    manifest: Manifest
+    #: Storage key of a runbook file; None for a catalogued backup (keys follow the layout).
+    runbook_key: str | None = None
+
+    def open(self) -> BackupSource:
+        """The source, with its storage opened."""
+        return BackupSource(open_storage(self.location), self.manifest, self.runbook_key, self.location)
 
 
 @dataclass(frozen=True)
@@ -43,13 +62,18 @@ class BackupSource:
     manifest: Manifest
     #: Storage key of a runbook file; None for a catalogued backup (keys follow the layout).
     runbook_key: str | None = None
+    #: The location's URL as given.
+    location: str = ""
 
     @property
     def where(self) -> str:
         """Where it is, for the plan (no credentials)."""
-        if self.runbook_key is not None:
-            return f"{redact_url(self.storage.url)}/{self.runbook_key}"
-        return redact_url(self.storage.url)
+        base = redact_url(self.location or self.storage.url)
+        return f"{base.split('?')[0]}/{self.runbook_key}" if self.runbook_key is not None else base
+
+    def ref(self) -> SourceRef:
+        """What a later task needs to open it again."""
+        return SourceRef(location=self.location, manifest=self.manifest, runbook_key=self.runbook_key)
 
     def read(self, stored: StoredFile, identities: list[Any]) -> Iterator[bytes]:
         """The original bytes of one file, each checked against the manifest (IntegrityError)."""
@@ -84,7 +108,8 @@ def choose_backup(
     for position, url in enumerate(storage_urls, start=1):
         storage = open_storage(url)
         try:
-            return BackupSource(storage, Catalog(storage, instance).resolve(selector))
+            manifest = Catalog(storage, instance).resolve(selector, skip_label=PRE_RESTORE_LABEL)
+            return BackupSource(storage, manifest, location=url)
         except (NotFoundError, TransientError, AccessDeniedError) as exc:
             storage.close()
             if position == len(storage_urls):
@@ -96,7 +121,8 @@ def choose_backup(
 
 def open_runbook_file(selector: str, instance: str) -> BackupSource:
     """Read a runbook's backup file once and describe it as a manifest would."""
-    storage, key = _file_location(selector)
+    location, key = _file_location(selector)
+    storage = open_storage(location)
     name = posixpath.basename(key)
     match = RUNBOOK_FILE.match(name)
     if match is not None:
@@ -104,29 +130,28 @@ def open_runbook_file(selector: str, instance: str) -> BackupSource:
     else:
         taken = storage.stat(key).modified or datetime.now(UTC)
     try:
-        return BackupSource(storage, _describe(storage, key, instance, taken), runbook_key=key)
+        return BackupSource(storage, _describe(storage, key, instance, taken), key, location)
     except BaseException:
         storage.close()
         raise
 
 
-def _file_location(selector: str) -> tuple[Storage, str]:
-    """The storage holding a runbook file, and the file's key in it."""
+def _file_location(selector: str) -> tuple[str, str]:
+    """The storage location (URL) holding a runbook file, and the file's key in it."""
     if selector.startswith(("s3://", "gs://", "file://")):
         parts = urlsplit(selector)
         directory, _, name = parts.path.rpartition("/")
         if not name:
             raise ConfigError(f"--backup {redact_url(selector)} names a directory, not a backup file")
         if parts.scheme == "file":
-            return open_storage(f"file://{directory or '/'}"), name
-        base = urlunsplit((parts.scheme, parts.netloc, directory, parts.query, ""))
-        return open_storage(base), name
+            return f"file://{directory or '/'}", name
+        return urlunsplit((parts.scheme, parts.netloc, directory, parts.query, "")), name
     path = Path(selector).absolute()
     if path.is_dir():
         raise ConfigError(f"--backup {selector} is a directory, not a backup file")
     if not path.exists():
         raise NotFoundError(f"backup file {path} does not exist")
-    return open_storage(f"file://{path.parent}"), path.name
+    return f"file://{path.parent}", path.name
 
 
 def _describe(storage: Storage, key: str, instance: str, taken: datetime) -> Manifest:

@@ -196,3 +196,17 @@ def test_an_unreadable_manifest_says_why_once(catalog: Catalog) -> None:
     [problem] = catalog.list().unreadable
     assert problem.count("unreadable manifest") == 1
     assert "(instance: Field required)" in problem
+
+
+def test_latest_and_timestamps_pass_over_pre_restore_checkpoints_but_an_id_does_not(catalog: Catalog) -> None:
+    backup = commit_new(catalog, T0)
+    reservation = catalog.reserve(T0 + timedelta(minutes=5))
+    checkpoint = manifest_for(reservation.backup_id).model_copy(update={"labels": {"pre-restore": "x"}})
+    catalog.storage.put_bytes(catalog.data_key(checkpoint.id, "dump.rdb"), b"rdb")
+    catalog.commit(checkpoint)
+
+    assert catalog.resolve("latest") == checkpoint  # nothing skipped unless asked
+    assert catalog.resolve("latest", skip_label="pre-restore") == backup
+    later = (T0 + timedelta(minutes=10)).strftime("%Y%m%d-%H%M%S")
+    assert catalog.resolve(later, skip_label="pre-restore") == backup
+    assert catalog.resolve(checkpoint.id, skip_label="pre-restore") == checkpoint

@@ -1,0 +1,170 @@
+"""The restore flow: choose the backup, preflight and plan, approval, checkpoint, restore, verify.
+
+By file: stage the backup in the target's data directory while it runs, then
+stop, swap, start and verify (rolled back on any failure). By replay: write the
+backup's keys into the live server. Either way the plan is logged and kept in
+the artifact before the target is touched. No postponed annotations here (see
+flows/backup.py).
+"""
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.context import FlowRunContext
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.states import Failed
+from pydantic import Field
+
+from flows.restore_report import RestoreOutcome, RestoreRun, phase_lines, publish_artifact, verification_lines
+from redis_dr.errors import RedisDRError, RefusedError
+from redis_dr.manifest import BACKUP_ID_FORMAT
+from redis_dr.platforms.base import aside_dir, check_tag
+from redis_dr.restore.plan import RestorePlan
+from redis_dr.restore.preflight import explain_refusal
+from redis_dr.restore.request import RestoreRequest, RestoreStrategy
+from redis_dr.restore.source import SourceRef
+from tasks.restore import (
+    VerificationError,
+    checkpoint,
+    choose_backup_task,
+    discard_staging,
+    preflight,
+    stage_backup,
+    swap_and_start,
+)
+from tasks.run_logs import one_line_errors
+
+
+class RestoreApproval(RunInput):
+    """The form a person fills in to let a protected restore go on."""
+
+    approve: bool = Field(default=False, description="Tick to approve the restore plan shown above.")
+    note: str = Field(default="", description="Who approves, and why (kept in the run's log).")
+
+
+def run_name() -> str:
+    """`restore-<instance>-<UTC start>`."""
+    context = FlowRunContext.get()
+    request: Any = (context.parameters or {}).get("request") if context else None
+    instance = request.get("instance") if isinstance(request, dict) else getattr(request, "instance", None)
+    return f"restore-{instance or 'redis'}-{datetime.now(UTC).strftime(BACKUP_ID_FORMAT)}"
+
+
+@flow(name="redis-restore", flow_run_name=run_name, validate_parameters=True)
+def restore(request: RestoreRequest, approved: bool = False, tag: str | None = None) -> RestoreOutcome:
+    """Restore a backup into a target, verified; a failure leaves the target as it was.
+
+    `approved`: a person already approved this plan (the CLI asks on the terminal).
+    A protected environment's run that is not approved pauses for approval.
+    `tag` names the restore's staging and aside directories (default: its UTC start).
+    """
+    one_line_errors()
+    log = get_run_logger()
+    started = time.monotonic()
+    run = RestoreRun(request, tag=check_tag(tag or datetime.now(UTC).strftime(BACKUP_ID_FORMAT)))
+    try:
+        outcome = _restore(run, approved, started, log)
+    except RedisDRError as exc:
+        if isinstance(exc, VerificationError):
+            run.report = exc.report
+        log.error("restore of %s failed at %s: %s", request.instance, run.step, exc)
+        publish_artifact(run, error=str(exc))
+        return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+    except Exception as exc:
+        publish_artifact(run, error=f"unexpected {type(exc).__name__}: {exc}")
+        raise
+    publish_artifact(run, recovery=outcome.recovery_seconds)
+    return outcome
+
+
+def _restore(run: RestoreRun, approved: bool, started: float, log: Any) -> RestoreOutcome:
+    request, clock = run.request, run.clock
+    run.step = "choose-backup"
+    with clock.phase("fetch"):
+        source = choose_backup_task(request)
+    run.step = "preflight"
+    with clock.phase("preflight"):
+        plan, placement = preflight(request, source, run.tag)
+    run.plan = plan
+    for line in plan.lines():
+        log.info("%s", line)
+    if plan.refusals:
+        raise RefusedError(explain_refusal(plan))
+    if request.protected and not approved:
+        run.step = "approval"
+        with clock.phase("approval"):
+            wait_for_approval(plan, request, log)
+    if plan.checkpoint:
+        run.step = "checkpoint"
+        with clock.phase("checkpoint"):
+            run.checkpoint = checkpoint(request, run.tag)
+        log.info("checkpoint: backup %s of the previous data (label pre-restore)", run.checkpoint.id)
+    if request.effective_strategy is RestoreStrategy.FILE:
+        assert placement is not None
+        restore_by_file(run, source, placement, log)
+    else:
+        raise RefusedError("the replay strategy is not wired into the flow yet")
+    recovery = time.monotonic() - started
+    for line in phase_lines(clock.seconds, recovery):
+        log.info("%s", line)
+    assert run.report is not None
+    return RestoreOutcome(
+        tag=run.tag,
+        instance=request.instance,
+        backup_id=source.manifest.id,
+        strategy=plan.strategy,
+        target=plan.target.description,
+        checkpoint_id=run.checkpoint.id if run.checkpoint else None,
+        aside=f"{plan.target.data_dir}/{aside_dir(run.tag)}" if plan.places else None,
+        phases=dict(clock.seconds),
+        recovery_seconds=recovery,
+        verification=run.report,
+    )
+
+
+def restore_by_file(run: RestoreRun, source: SourceRef, placement: Any, log: Any) -> None:
+    """Stage, then stop / swap / start / verify (rolled back inside on failure)."""
+    request, clock = run.request, run.clock
+    run.step = "stage"
+    with clock.phase("stage"):
+        stage_backup(request, source, placement, run.tag)
+    log.info("staged %d file(s) in the target's data directory; stopping it", len(placement.files))
+    run.step = "stop, place, load, verify"
+    try:
+        result = swap_and_start(request, source, placement, run.tag)
+    finally:
+        try:
+            discard_staging(request, run.tag)
+        except RedisDRError as exc:
+            log.warning("could not remove the staging directory: %s", exc)
+    for phase, seconds in result.phases.items():
+        clock.seconds[phase] = clock.seconds.get(phase, 0.0) + seconds
+    run.report = result.report
+    for line in verification_lines(result.report):
+        log.info("%s", line)
+
+
+def wait_for_approval(plan: RestorePlan, request: RestoreRequest, log: Any) -> None:
+    """Pause until a person approves the plan in the Prefect UI; refuse when not approved in time."""
+    log.warning(
+        "environment %s is protected: waiting up to %d s for a person to approve this plan in the "
+        "Prefect UI (Resume, tick 'approve')",
+        request.environment or "?",
+        request.approval_timeout_seconds,
+    )
+    form = RestoreApproval.with_initial_data(description=plan.markdown(), approve=False)
+    try:
+        answer = pause_flow_run(
+            wait_for_input=form, timeout=request.approval_timeout_seconds, key=f"approve-{plan.tag}"
+        )
+    except FlowPauseTimeout:
+        raise RefusedError(
+            f"nobody approved the restore within {request.approval_timeout_seconds} s: nothing was touched"
+        ) from None
+    if not answer.approve:
+        raise RefusedError("the restore was not approved (resumed without 'approve'): nothing was touched")
+    log.info("approved: %s", answer.note or "(no note)")

@@ -1,0 +1,58 @@
+"""Opening the platform adapter a target names."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from redis_dr.platforms.base import Platform
+from redis_dr.platforms.target import TargetKind, parse_target
+from redis_dr.redis.connection import RedisEndpoint
+
+
+class TargetSettings(BaseModel):
+    """How to handle a target beyond its name (from an environment file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    owner: str | None = Field(
+        default=None,
+        pattern=r"^\d+:\d+$",
+        description="uid:gid that placed files get, when the platform cannot tell the server's user "
+        "(999:999 official image, 1001:1001 Bitnami).",
+    )
+    systemd_unit: str | None = Field(
+        default=None, description="local: the systemd unit that runs the server."
+    )
+    start_command: list[str] | None = Field(default=None, description="local: argv that starts the server.")
+    stop_command: list[str] | None = Field(default=None, description="local: argv that stops the server.")
+
+
+def open_platform(
+    target: str, settings: TargetSettings | None = None, *, connect: RedisEndpoint | None = None
+) -> Platform | None:
+    """The adapter for `target`; None for a `redis://` URL (no file access).
+
+    `connect`: how to reach its server when the platform cannot tell (an ACL user's password).
+    """
+    spec = parse_target(target)
+    settings = settings or TargetSettings()
+    owner = tuple(int(part) for part in settings.owner.split(":")) if settings.owner else None
+    if spec.kind is TargetKind.LOCAL:
+        from redis_dr.platforms.local import LocalControl, LocalPlatform
+
+        control = None
+        if settings.systemd_unit or settings.start_command or settings.stop_command:
+            control = LocalControl(
+                systemd_unit=settings.systemd_unit,
+                start_command=settings.start_command,
+                stop_command=settings.stop_command,
+            )
+        return LocalPlatform(spec.name, control=control, connect=connect)
+    if spec.kind in (TargetKind.DOCKER, TargetKind.COMPOSE):
+        from redis_dr.platforms.docker import DockerPlatform
+
+        if spec.kind is TargetKind.DOCKER:
+            return DockerPlatform.for_container(spec.name, owner=owner)  # type: ignore[arg-type]
+        project, _, service = spec.name.partition("/")
+        return DockerPlatform.for_compose(project, service, owner=owner)  # type: ignore[arg-type]
+    return None

@@ -1,0 +1,208 @@
+"""Tasks of the restore flow: one side effect each; only the ones safe to repeat are retried.
+
+Stopping the target, swapping files and starting it again is one task with no
+retries: it rolls back by itself on any failure, and repeating it blindly
+could stop a target that had just come back.
+"""
+
+import dataclasses
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import task
+
+from redis_dr.backup import commit_backup, store_snapshot
+from redis_dr.catalog import Catalog
+from redis_dr.config import AGE_IDENTITY_ENV, BackupRequest
+from redis_dr.errors import IntegrityError, RedisDRError
+from redis_dr.fetch import identities_from_env
+from redis_dr.manifest import Manifest
+from redis_dr.pipeline import parse_identities
+from redis_dr.platforms.base import Platform
+from redis_dr.platforms.open import open_platform
+from redis_dr.redis.connection import RedisEndpoint, open_client
+from redis_dr.redis.info import ServerFacts
+from redis_dr.restore import file_restore
+from redis_dr.restore.phases import PhaseClock
+from redis_dr.restore.placement import Placement
+from redis_dr.restore.plan import RestorePlan
+from redis_dr.restore.preflight import inspect_target, make_plan
+from redis_dr.restore.request import RestoreRequest
+from redis_dr.restore.source import PRE_RESTORE_LABEL, SourceRef, choose_backup
+from redis_dr.restore.verify import (
+    VerifyReport,
+    check_load,
+    check_marker,
+    check_persistence,
+    check_samples,
+)
+from redis_dr.storage import open_storage
+from tasks.policy import MARGIN_SECONDS, RETRY_POLICY, STREAM_SECONDS, storage_timeout
+from tasks.secrets import redis_endpoint, resolve_secret
+
+#: Random keys read per database after a restore.
+SAMPLE_KEYS = 20
+
+
+class VerificationError(IntegrityError):
+    """The restored server does not hold what the backup holds; carries the report."""
+
+    def __init__(self, report: VerifyReport) -> None:
+        super().__init__(report.summary())
+        self.report = report
+
+
+@dataclasses.dataclass
+class FileRestoreResult:
+    """What the swap task did: phase times and the verification report."""
+
+    phases: dict[str, float]
+    report: VerifyReport
+
+
+def target_platform(request: RestoreRequest) -> Platform | None:
+    """The platform adapter of the request's target (None for a live server by URL)."""
+    if request.target is None:
+        return None
+    connect = redis_endpoint(request.redis_url, request.password) if request.redis_url else None
+    return open_platform(request.target, request.target_settings, connect=connect)
+
+
+def target_endpoint(request: RestoreRequest, platform: Platform | None) -> RedisEndpoint | None:
+    """How to reach the target's server: `redis_url` if given (the target's own URL for
+    redis:// targets), else what the platform says; the password from `password` if set."""
+    url = request.redis_url or (request.target if platform is None else None)
+    if url is not None:
+        return redis_endpoint(url, request.password)
+    endpoint = platform.endpoint() if platform is not None else None
+    if endpoint is not None and request.password is not None:
+        endpoint = dataclasses.replace(endpoint, password=resolve_secret(request.password))
+    return endpoint
+
+
+def identities(request: RestoreRequest) -> list[Any]:
+    """age identities for encrypted backups: the Secret named in the request, else the environment."""
+    if request.age_identity is not None:
+        return parse_identities(resolve_secret(request.age_identity))
+    return identities_from_env()
+
+
+@task(name="choose-backup", timeout_seconds=STREAM_SECONDS, **RETRY_POLICY)
+def choose_backup_task(request: RestoreRequest) -> SourceRef:
+    """Find the backup (reading a runbook file through once to describe it)."""
+    source = choose_backup(request.backup, list(request.storage), request.instance)
+    try:
+        return source.ref()
+    finally:
+        source.close()
+
+
+@task(name="preflight", timeout_seconds=storage_timeout(1) + 4 * MARGIN_SECONDS, **RETRY_POLICY)
+def preflight(request: RestoreRequest, source: SourceRef, tag: str) -> tuple[RestorePlan, Placement | None]:
+    """Read the target's facts (changing nothing) and write the plan."""
+    platform = target_platform(request)
+    endpoint = target_endpoint(request, platform)
+    facts = inspect_target(platform, endpoint)
+    have_identity = request.age_identity is not None or bool(os.environ.get(AGE_IDENTITY_ENV))
+    opened = source.open()
+    try:
+        return make_plan(request, opened, facts, tag=tag, now=datetime.now(UTC), have_identity=have_identity)
+    finally:
+        opened.close()
+
+
+@task(name="checkpoint", timeout_seconds=STREAM_SECONDS, **RETRY_POLICY)
+def checkpoint(request: RestoreRequest, tag: str) -> Manifest:
+    """Back up the target's current data to the first location, labelled pre-restore."""
+    platform = target_platform(request)
+    endpoint = target_endpoint(request, platform)
+    if endpoint is None:
+        raise RedisDRError("the target's address is not known: give redis_url")
+    backup_request = BackupRequest(
+        instance=request.instance,
+        # Recorded and shown only (the endpoint below is what connects): no password in it.
+        redis_url=dataclasses.replace(endpoint, password=None).redacted(),
+        storage=[request.storage[0]],
+        environment=request.environment,
+        labels={PRE_RESTORE_LABEL: tag},
+    )
+    storage = open_storage(request.storage[0])
+    catalog = Catalog(storage, request.instance)
+    reservation = catalog.reserve(datetime.now(UTC))
+    try:
+        snapshot = store_snapshot(backup_request, endpoint, storage, reservation)
+        return commit_backup(backup_request, storage, snapshot)
+    except BaseException:
+        catalog.discard_uncommitted(reservation, release=True)
+        raise
+    finally:
+        storage.close()
+
+
+@task(name="stage-backup", timeout_seconds=STREAM_SECONDS, **RETRY_POLICY)
+def stage_backup(request: RestoreRequest, source: SourceRef, placement: Placement, tag: str) -> float:
+    """Write the backup into the target's data directory (staging), every byte checked."""
+    platform = target_platform(request)
+    assert platform is not None
+    clock = time.monotonic()
+    opened = source.open()
+    try:
+        file_restore.stage(platform, opened, placement, tag, identities(request))
+    finally:
+        opened.close()
+    return time.monotonic() - clock
+
+
+@task(name="discard-staging", timeout_seconds=MARGIN_SECONDS * 2, **RETRY_POLICY)
+def discard_staging(request: RestoreRequest, tag: str) -> None:
+    """Remove what a restore staged and did not place (never the target's own files)."""
+    platform = target_platform(request)
+    if platform is not None:
+        platform.discard_staging(tag)
+
+
+@task(name="swap-and-start", timeout_seconds=file_restore.LOAD_TIMEOUT + 4 * MARGIN_SECONDS)
+def swap_and_start(
+    request: RestoreRequest, source: SourceRef, placement: Placement, tag: str
+) -> FileRestoreResult:
+    """Stop the target, swap the staged files in, start it, verify; roll back on any failure."""
+    platform = target_platform(request)
+    assert platform is not None
+    endpoint = target_endpoint(request, platform)
+    if endpoint is None:
+        raise RedisDRError(f"cannot tell how to reach {request.target}: give redis_url")
+    clock = PhaseClock()
+    report = VerifyReport()
+    layout = platform.layout()
+
+    def check(facts: ServerFacts) -> None:
+        verify(report, source.manifest, facts, endpoint, tag, layout)
+        if report.failures:
+            raise VerificationError(report)
+
+    try:
+        file_restore.swap_and_start(platform, placement, tag, endpoint, check=check, on_phase=clock.enter)
+    finally:
+        clock.enter(None)
+    return FileRestoreResult(phases=clock.seconds, report=report)
+
+
+def verify(
+    report: VerifyReport,
+    manifest: Manifest,
+    facts: ServerFacts,
+    endpoint: RedisEndpoint,
+    tag: str,
+    layout: Any,
+) -> None:
+    """Every check after a load: counts, persistence, a test write, sampled keys."""
+    check_load(report, manifest, facts)
+    check_persistence(report, facts, layout)
+    client = open_client(endpoint)
+    try:
+        check_marker(report, client, endpoint, tag)
+    finally:
+        client.close()
+    check_samples(report, endpoint, SAMPLE_KEYS)
