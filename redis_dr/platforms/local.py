@@ -637,6 +637,9 @@ class LocalPlatform(Platform):
             raise ConfigError(f"cannot tell how to reach {self.describe()}: give --redis-url")
         client = open_client(endpoint, socket_timeout=timeout, connect_timeout=min(5.0, timeout))
         try:
+            # PING first: redis-py's shutdown() takes any ConnectionError for success, and a
+            # refused password is one (AuthenticationError).
+            client.ping()
             client.shutdown(nosave=True)
         except redis.AuthenticationError:
             raise AccessDeniedError(self._auth_hint(endpoint)) from None
