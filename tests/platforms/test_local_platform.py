@@ -288,3 +288,20 @@ def test_exit_reason_is_the_last_runs_warnings() -> None:
         "Internal error in RDB reading offset 0, function at rdb.c:3249"
     )
     assert _reason_from_log("2:M 25 Nov 2026 11:47:08.493 * Ready to accept connections\n") is None
+
+
+def test_swap_in_failing_part_way_undoes_what_it_did(local_target_factory: Factory) -> None:
+    target = local_target_factory()
+    platform = local(target)
+    data = Path(platform.layout().dir)
+    platform.stage_file("t1", "a.rdb", [b"new a"], 5)
+    platform.stop(TIMEOUT)
+    (data / "a.rdb").write_bytes(b"old a")
+    (data / "b.rdb").write_bytes(b"old b")
+    (data / ".redis-dr" / "aside-t1").mkdir()
+    (data / ".redis-dr" / "aside-t1" / "b.rdb").write_bytes(b"left by an earlier restore")
+    with pytest.raises(PermanentError, match="aside-t1/b.rdb already exists"):
+        platform.swap_in("t1", ["a.rdb", "b.rdb"])
+    assert (data / "a.rdb").read_bytes() == b"old a" and (data / "b.rdb").read_bytes() == b"old b"
+    assert (data / ".redis-dr" / "staging-t1" / "a.rdb").read_bytes() == b"new a"
+    assert (data / ".redis-dr" / "aside-t1" / "b.rdb").read_bytes() == b"left by an earlier restore"
