@@ -200,28 +200,42 @@ class DockerPlatform(Platform):
         return entry.uid, entry.gid
 
     def free_bytes(self) -> int | None:
-        """statvfs of the data directory's mount source, when the engine runs on this host."""
+        """statvfs of the data directory's mount source, when the engine runs on this host and
+        that source is what the container sees: None for a remote engine, a volume plugin, or
+        a volume the engine mounts only while in use (driver options, e.g. tmpfs or NFS) of a
+        container that is not running."""
         attrs = self._inspect()
         base_url = str(getattr(self._docker_client().api, "base_url", ""))
         if not base_url.startswith("http+docker://"):
             return None  # a remote engine: its paths mean nothing here
         directory = self._dir()
-        best: tuple[int, str] | None = None
-        for mount in attrs.get("Mounts") or []:
-            destination, source = mount.get("Destination", ""), mount.get("Source", "")
+        mount: dict[str, Any] | None = None
+        for candidate in attrs.get("Mounts") or []:
+            destination = str(candidate.get("Destination", ""))
             covers = directory == destination or directory.startswith(destination.rstrip("/") + "/")
-            if source and covers and (best is None or len(destination) > best[0]):
-                best = (len(destination), source)
-        if best is None:
+            if covers and (mount is None or len(destination) > len(mount["Destination"])):
+                mount = candidate
+        if mount is None:
             source = (attrs.get("GraphDriver", {}).get("Data") or {}).get("UpperDir", "")
-            if not source:
-                return None
-            best = (0, source)
+        elif mount.get("Type") == "volume" and not self._volume_is_its_mountpoint(mount, attrs):
+            return None
+        else:
+            source = mount.get("Source", "")
+        if not source:
+            return None
         try:
-            fs = os.statvfs(best[1])
+            fs = os.statvfs(source)
         except OSError:
             return None
         return fs.f_bavail * fs.f_frsize
+
+    def _volume_is_its_mountpoint(self, mount: dict[str, Any], attrs: dict[str, Any]) -> bool:
+        """Whether the volume's files are at its Mountpoint now (a plain local volume is)."""
+        if mount.get("Driver", "local") != "local":
+            return False
+        with self._engine("inspecting the data volume"):
+            options = self._docker_client().volumes.get(mount["Name"]).attrs.get("Options") or {}
+        return not options or attrs.get("State", {}).get("Status") in _UP
 
     def server_binary_version(self) -> str | None:
         """None: telling it would mean running the binary in the container (INFO says)."""

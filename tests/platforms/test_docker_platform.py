@@ -9,6 +9,7 @@ container, the engine's archive semantics the adapter builds on, and one-line er
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import uuid
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from redis_dr.errors import (
     NotFoundError,
     PermanentError,
     ServerFailureError,
+    StorageFullError,
     TransientError,
 )
 from redis_dr.platforms import docker_tar
@@ -380,3 +382,31 @@ def test_an_engine_that_is_not_there_names_docker_host(monkeypatch: pytest.Monke
 def test_permission_denied_on_the_socket_is_access_denied() -> None:
     error = _unreachable(ConnectionError(PermissionError(13, "Permission denied")), "connecting")
     assert isinstance(error, AccessDeniedError) and "docker" in str(error)
+
+
+# --- a data volume that fills up ----------------------------------------------------------------
+
+
+def test_a_full_volume_fails_staging_with_storage_full_and_leaves_nothing(
+    docker_target_factory: Factory,
+) -> None:
+    target = docker_target_factory(volume_size="2m")
+    platform = target.platform
+    free = platform.free_bytes()
+    assert free is not None and 0 < free <= 2 * 1024 * 1024  # the tmpfs, not the disk under it
+    data = b"x" * (3 * 1024 * 1024)
+    with pytest.raises(StorageFullError, match="no space left"):
+        platform.stage_file(
+            TAG, "dump.rdb", (data[i : i + 65536] for i in range(0, len(data), 65536)), len(data)
+        )
+    assert platform.stat(f"{staging_dir(TAG)}/dump.rdb") is None
+    platform.stop(TIMEOUT)
+    assert platform.free_bytes() is None  # the engine mounts that volume only while it is in use
+
+
+def test_free_bytes_of_a_plain_volume(docker_target_factory: Factory, docker_engine: Any) -> None:
+    target = docker_target_factory()
+    volume = container_of(target, docker_engine).attrs["Mounts"][0]["Source"]
+    fs = os.statvfs(volume)
+    free = target.platform.free_bytes()
+    assert free is not None and abs(free - fs.f_bavail * fs.f_frsize) < 256 * 1024 * 1024
