@@ -848,8 +848,13 @@ def _remove_empty_tree(path: str) -> None:
 # --- /proc --------------------------------------------------------------------------------
 
 
+#: Command names of a running server (unchanged by the process title): Debian's redis-server is a
+#: symlink to redis-check-rdb, and a server started through the link's target is named after it.
+_SERVER_COMMS = (b"redis-server", b"redis-check-rdb")
+
+
 def _redis_pids() -> Iterator[int]:
-    """Pids whose command name is redis-server (unchanged by the process title)."""
+    """Pids whose command name is one a redis-server can have."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -858,7 +863,7 @@ def _redis_pids() -> Iterator[int]:
                 comm = handle.read().strip()
         except OSError:
             continue
-        if comm.startswith(b"redis-server"):
+        if comm.startswith(_SERVER_COMMS):
             yield int(entry)
 
 
@@ -958,9 +963,13 @@ def _unix_listeners(pid: int, path: str) -> set[str]:
 
 
 def _executable(pid: int, argv0: str) -> str:
-    """The file to run again: argv[0] when absolute, else /proc/<pid>/exe, else PATH."""
+    """The file to run again: argv[0] when absolute, a bare name through PATH (keeping the name
+    it was run by: the link, not its target), else /proc/<pid>/exe."""
     if posixpath.isabs(argv0) and os.path.exists(argv0):
         return argv0
+    found = shutil.which(argv0) if "/" not in argv0 else None
+    if found:
+        return found
     with contextlib.suppress(OSError):
         exe = os.readlink(f"/proc/{pid}/exe")
         if not exe.endswith(" (deleted)") and os.path.exists(exe):

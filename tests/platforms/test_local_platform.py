@@ -305,3 +305,25 @@ def test_swap_in_failing_part_way_undoes_what_it_did(local_target_factory: Facto
     assert (data / "a.rdb").read_bytes() == b"old a" and (data / "b.rdb").read_bytes() == b"old b"
     assert (data / ".redis-dr" / "staging-t1" / "a.rdb").read_bytes() == b"new a"
     assert (data / ".redis-dr" / "aside-t1" / "b.rdb").read_bytes() == b"left by an earlier restore"
+
+
+def test_a_server_we_restarted_is_found_by_the_next_run(local_target_factory: Factory) -> None:
+    """Debian's redis-server is a link to redis-check-rdb: a server restarted through the link's
+    target is named redis-check-rdb in /proc, and a later run (a fresh adapter) must still find it."""
+    target = local_target_factory()
+    config_path = local(target).config_path
+    target.platform.kill()
+    spawn_detached(["redis-server", config_path], Path(config_path).parent)  # as a person types it
+    wait_for_ping(target)
+    platform = LocalPlatform(config_path)
+    platform.stop(TIMEOUT)
+    platform.start(TIMEOUT)
+    wait_for_ping(target)
+
+    later = LocalPlatform(platform.config_path)
+    assert later.state() is ServerState.RUNNING
+    later.stop(TIMEOUT)
+    assert later.state() is ServerState.STOPPED
+    later.start(TIMEOUT)
+    wait_for_ping(target)
+    assert LocalPlatform(platform.config_path).state() is ServerState.RUNNING
