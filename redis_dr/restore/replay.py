@@ -176,8 +176,8 @@ def _preflight(
                 ),
                 None,
             )
-        except redis.ResponseError as exc:
-            if not str(exc).upper().startswith(("NOPERM", "UNKNOWN", "ERR UNKNOWN")):
+        except redis.ResponseError as exc:  # INFO is optional: RESTORE's own error then names the version
+            if not isinstance(exc, redis.exceptions.NoPermissionError) and "unknown" not in str(exc).lower():
                 raise
             version = None
         if version is not None and max_rdb_version(version) < payload_version:

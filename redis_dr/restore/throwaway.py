@@ -55,11 +55,8 @@ class Throwaway:
 
     server: RedisServer
     load: LoadReport
-
-    @property
-    def socket_path(self) -> Path:
-        """The server's unix socket (faster than loopback TCP for the replay's reads)."""
-        return self.server.data_dir / _SOCKET_NAME
+    #: The server's unix socket, in a private directory of its own (faster than loopback TCP).
+    socket_path: Path
 
     def client(self, db: int = 0, **kwargs: object) -> redis.Redis:
         """A redis-py client on the unix socket (loopback TCP if the path was too long), bytes replies."""
@@ -97,12 +94,15 @@ def load_throwaway(
     """
     local_version = local_redis_version()
     data_dir = Path(tempfile.mkdtemp(prefix="redis-dr-throwaway-", dir=work_dir))
+    socket_dir = Path(tempfile.mkdtemp(prefix="redis-dr-sock-"))  # short: sun_path holds 108 bytes
+    socket_path = socket_dir / _SOCKET_NAME
     server: RedisServer | None = None
     try:
         rdb_version, size = _write_rdb(rdb_chunks, data_dir / "dump.rdb", local_version)
+        # No LZF for DUMP payloads: it halved the throwaway's CPU per key (benchmarks/replay_bench.py).
         config = {"databases": str(THROWAWAY_DATABASES), "rdbcompression": "no"}
-        if len(str(data_dir / _SOCKET_NAME)) < _MAX_SOCKET_PATH:
-            config.update(unixsocket=str(data_dir / _SOCKET_NAME), unixsocketperm="700")
+        if len(str(socket_path)) < _MAX_SOCKET_PATH:
+            config.update(unixsocket=str(socket_path), unixsocketperm="700")
         server = RedisServer(
             config,
             password=secrets.token_hex(16),
@@ -127,11 +127,13 @@ def load_throwaway(
                 seconds=time.monotonic() - started,
                 redis_version=local_version,
             ),
+            socket_path,
         )
     finally:
         if server is not None:
             server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 def _write_rdb(chunks: Iterable[bytes], path: Path, local_version: str) -> tuple[int, int]:
