@@ -90,8 +90,16 @@ def _restore(run: RestoreRun, approved: bool, started: float, log: Any) -> Resto
     with clock.phase("preflight"):
         plan, placement = preflight(request, source, run.tag)
     run.plan = plan
-    for line in plan.lines():
-        log.info("%s", line)
+    if approved:  # the person saw it before approving; the artifact keeps it
+        log.info(
+            "plan %s approved before the run: %d checks, %d steps",
+            plan.tag,
+            len(plan.checks),
+            len(plan.steps),
+        )
+    else:
+        for line in plan.lines():
+            log.info("%s", line)
     if plan.refusals:
         raise RefusedError(explain_refusal(plan))
     if request.protected and not approved:
@@ -119,7 +127,7 @@ def _restore(run: RestoreRun, approved: bool, started: float, log: Any) -> Resto
         strategy=plan.strategy,
         target=plan.target.description,
         checkpoint_id=run.checkpoint.id if run.checkpoint else None,
-        aside=f"{plan.target.data_dir}/{aside_dir(run.tag)}" if plan.places else None,
+        aside=f"{plan.target.data_dir}/{aside_dir(run.tag)}" if run.moved_aside else None,
         phases=dict(clock.seconds),
         recovery_seconds=recovery,
         verification=run.report,
@@ -144,6 +152,7 @@ def restore_by_file(run: RestoreRun, source: SourceRef, placement: Any, log: Any
     for phase, seconds in result.phases.items():
         clock.seconds[phase] = clock.seconds.get(phase, 0.0) + seconds
     run.report = result.report
+    run.moved_aside = result.moved_aside
     for line in verification_lines(result.report):
         log.info("%s", line)
 

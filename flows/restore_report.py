@@ -42,6 +42,7 @@ class RestoreRun:
     plan: RestorePlan | None = None
     checkpoint: Manifest | None = None
     report: VerifyReport | None = None
+    moved_aside: list[str] = field(default_factory=list)
     clock: PhaseClock = field(default_factory=PhaseClock)
 
 

@@ -60,6 +60,8 @@ class FileRestoreResult:
 
     phases: dict[str, float]
     report: VerifyReport
+    #: Names of the target's previous files, now under the restore's aside directory.
+    moved_aside: list[str]
 
 
 def target_platform(request: RestoreRequest) -> Platform | None:
@@ -183,10 +185,12 @@ def swap_and_start(
             raise VerificationError(report)
 
     try:
-        file_restore.swap_and_start(platform, placement, tag, endpoint, check=check, on_phase=clock.enter)
+        swap = file_restore.swap_and_start(
+            platform, placement, tag, endpoint, check=check, on_phase=clock.enter
+        )
     finally:
         clock.enter(None)
-    return FileRestoreResult(phases=clock.seconds, report=report)
+    return FileRestoreResult(phases=clock.seconds, report=report, moved_aside=swap.moved_aside)
 
 
 def verify(

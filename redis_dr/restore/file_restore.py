@@ -92,11 +92,12 @@ def swap_and_start(
     *,
     check: Callable[[ServerFacts], None],
     on_phase: Callable[[str], None] = lambda phase: None,
-) -> ServerFacts:
+) -> Swap:
     """Stop, swap the staged files in, start, wait for the load, run `check` on the result.
 
     Any failure from the stop on (an interrupt too) puts the previous files back
     and starts the target again, then raises RestoreFailedError naming the cause.
+    Returns what was moved aside and placed.
     """
     was_running = platform.state() is ServerState.RUNNING
     swap: Swap | None = None
@@ -110,7 +111,7 @@ def swap_and_start(
         facts = wait_loaded(platform, endpoint)
         on_phase("verify")
         check(facts)
-        return facts
+        return swap
     except BaseException as exc:
         rolled_back = _roll_back(platform, swap, endpoint, restart=was_running)
         cause = str(exc) if isinstance(exc, RedisDRError) else f"{type(exc).__name__}: {exc}"

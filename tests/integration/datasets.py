@@ -35,8 +35,15 @@ Keys = dict[bytes, tuple[bytes, object, int]]
 Dataset = dict[int, Keys]
 
 
+def _stream_value(view: redis.Redis, key: bytes) -> object:
+    """A stream's entries and its consumer groups (last delivered id, pending, consumers)."""
+    entries = view.execute_command("XRANGE", key, "-", "+")  # type: ignore[no-untyped-call]
+    groups = view.execute_command("XINFO", "GROUPS", key)  # type: ignore[no-untyped-call]
+    return entries, sorted(tuple(map(repr, group)) for group in groups)
+
+
 def dataset(client: redis.Redis, db: int) -> Keys:
-    """Every key of one db: (type, value, absolute expiry in ms or -1)."""
+    """Every key of one db: (type, value, absolute expiry in ms or -1); streams with their groups."""
     conn = client.connection_pool.connection_kwargs
     view = redis.Redis(host=conn["host"], port=conn["port"], password=conn.get("password"), db=db)
     keys = list(view.scan_iter(count=1000))
@@ -49,7 +56,36 @@ def dataset(client: redis.Redis, db: int) -> Keys:
         pipe.execute_command(command, key, *args)
         pipe.execute_command("PEXPIRETIME", key)
     replies = pipe.execute()
-    return {key: (types[i], _comparable(replies[2 * i]), replies[2 * i + 1]) for i, key in enumerate(keys)}
+    result: Keys = {}
+    for i, key in enumerate(keys):
+        value = _stream_value(view, key) if types[i] == b"stream" else _comparable(replies[2 * i])
+        result[key] = (types[i], value, replies[2 * i + 1])
+    return result
+
+
+def fill_every_type(client: redis.Redis) -> None:
+    """Keys of every type in dbs 0, 3 and 9: TTLs, big and small encodings, a stream with
+    consumer groups and pending entries (what a restore must bring back key for key)."""
+    conn = client.connection_pool.connection_kwargs
+    pipe = client.pipeline(transaction=False)
+    for i in range(300):
+        pipe.set(f"session:{i}", f"data-{i}" * 10, ex=86_400 + i)
+    pipe.set("counter", 42)
+    pipe.hset("user:1", mapping={"name": "ada", "visits": 3})
+    pipe.hset("user:big", mapping={f"f{i}": "v" * 80 for i in range(600)})
+    pipe.rpush("queue", *range(50))
+    pipe.sadd("tags", "a", "b", "c")
+    pipe.zadd("scores", {f"p{i}": i / 7 for i in range(200)})
+    for i in range(40):
+        pipe.xadd("events", {"n": i})
+    pipe.execute()
+    client.xgroup_create("events", "workers", id="0")
+    client.xreadgroup("workers", "alice", {"events": ">"}, count=7)
+    client.xgroup_create("events", "audit", id="$")
+    for db in (3, 9):
+        other = redis.Redis(host=conn["host"], port=conn["port"], password=conn.get("password"), db=db)
+        other.set(f"only-in-db{db}", db, px=7_200_000)
+        other.hset(f"hash-db{db}", "k", "v")
 
 
 def databases(client: redis.Redis) -> list[int]:
