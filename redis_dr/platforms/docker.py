@@ -29,6 +29,7 @@ import shlex
 import stat as stat_module
 import tarfile
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from types import ModuleType
 from typing import IO, Any
@@ -345,19 +346,35 @@ class DockerPlatform(Platform):
         return self._file_chunks(*self._open_file(self._path(name), CHUNK_SIZE))
 
     def stage_file(self, tag: str, name: str, chunks: Iterable[bytes], size: int) -> None:
-        """One archive streamed into the data directory: our directories (0700), then the file
-        (0600), all owned by `owner()`. Memory stays constant whatever the size."""
-        relative = f"{staging_dir(tag)}/{check_name(name)}"
+        """Stream one archive into `.redis-dr/incoming-<tag>-<random>/name` (directories 0700,
+        the file 0600, all owned by `owner()`; memory stays constant whatever the size), then
+        link it to its staged name and drop the incoming directory, in a second archive. A
+        failed upload never leaves a partial file under the staged name: the engine may still
+        be writing it after the client has given up."""
+        staged = f"{staging_dir(tag)}/{check_name(name)}"
+        incoming = f"{WORK_DIR}/incoming-{check_tag(tag)}-{uuid.uuid4().hex[:12]}"
         uid, gid = self.owner()
-        parents = [docker_tar.directory(d, mode=0o700, uid=uid, gid=gid) for d in _parents(relative)]
-        body = docker_tar.file_archive(parents, relative, chunks, size, mode=0o600, uid=uid, gid=gid)
+        parents = [
+            docker_tar.directory(d, mode=0o700, uid=uid, gid=gid) for d in _parents(f"{incoming}/{name}")
+        ]
+        body = docker_tar.file_archive(
+            parents, f"{incoming}/{name}", chunks, size, mode=0o600, uid=uid, gid=gid
+        )
         try:
             self._put(body, f"staging {name}")
         except BaseException:
-            with contextlib.suppress(RedisDRError):  # no partial file left behind as if staged
-                if self._entry(self._path(relative)) is not None:
-                    self._remove(relative)
+            with contextlib.suppress(RedisDRError):  # best effort: the engine may not be done yet
+                self._remove(incoming)
             raise
+        like = Entry(f"{incoming}/{name}", tarfile.REGTYPE, size, 0o600, uid, gid, time.time())
+        links = [docker_tar.directory(d, mode=0o700, uid=uid, gid=gid) for d in _parents(staged)]
+        links.append(docker_tar.hard_link(staged, like.name, like=like))
+        self._put_then_remove(links, incoming, f"staging {name}")
+        entry = self._entry(self._path(staged))
+        if entry is None or entry.size != size:
+            raise PermanentError(
+                f"staging {name} in container {self.container}: the staged file did not appear"
+            )
 
     def swap_in(self, tag: str, names: list[str]) -> Swap:
         """Each existing name is hard-linked under the aside directory (all of them first, in
@@ -813,12 +830,17 @@ class DockerPlatform(Platform):
 
     def _remove(self, name: str) -> None:
         """Remove `name` (and what is under it) with an entry that replaces it and fails."""
+        self._put_then_remove([], name, f"removing {name}")
+
+    def _put_then_remove(self, headers: list[bytes], name: str, doing: str) -> None:
+        """One archive: `headers` (which must all succeed), then the removal of `name` (whose
+        entry fails once the name is gone: that failure is expected, and checked by a stat)."""
         path = self._path(name)
         docker = _docker()
         refusal = ""
-        with self._engine(f"removing {name}"):
+        with self._engine(doing):
             try:
-                self._get().put_archive(self._dir(), docker_tar.archive(docker_tar.removal(name)))
+                self._get().put_archive(self._dir(), docker_tar.archive(*headers, docker_tar.removal(name)))
             except docker.errors.NotFound:
                 raise
             except docker.errors.APIError as exc:
