@@ -17,7 +17,7 @@ from flows.restore import restore
 from redis_dr.config import build_request
 from redis_dr.errors import RefusedError
 from redis_dr.manifest import Manifest
-from redis_dr.platforms.base import WORK_DIR, ServerState
+from redis_dr.platforms.base import WORK_DIR, ServerState, aside_dir
 from redis_dr.restore.file_restore import RestoreFailedError
 from redis_dr.restore.request import build_restore_request
 from redis_dr.sandbox.redis_server import RedisServer
@@ -35,14 +35,24 @@ def back_up(server: RedisServer, storage: str) -> Manifest:
     return backup(build_request(instance="sessions", redis_url=server.url, storage=[storage]))
 
 
-def data_dir_state(target: TargetServer) -> dict[str, str]:
-    """Every file of the target's data directory with its sha256 (our work dir included)."""
-    root = Path(target.platform.layout().dir)
-    return {
-        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-    }
+def data_dir_state(target: TargetServer, directory: str = "") -> dict[str, str]:
+    """Every file of the target's data directory with its sha256 (our work dir included),
+    read through the platform (a container's volume is not on this host's file system)."""
+    state: dict[str, str] = {}
+    for entry in target.platform.list_dir(directory):
+        if entry.is_dir:
+            state.update(data_dir_state(target, entry.name))
+        else:
+            digest = hashlib.sha256(b"".join(target.platform.read_file(entry.name)))
+            state[entry.name] = digest.hexdigest()
+    return state
+
+
+@pytest.fixture(params=["local", "docker"])
+def target_factory(request: pytest.FixtureRequest) -> Factory:
+    """Targets of each platform (the docker ones skip themselves without an engine)."""
+    factory: Factory = request.getfixturevalue(f"{request.param}_target_factory")
+    return factory
 
 
 @pytest.fixture
@@ -53,11 +63,11 @@ def source(redis_factory: Callable[..., RedisServer]) -> RedisServer:
 
 
 def test_restore_by_file_brings_back_every_key_and_keeps_the_previous_files(
-    source: RedisServer, local_target_factory: Factory, tmp_path: Path
+    source: RedisServer, target_factory: Factory, tmp_path: Path
 ) -> None:
     storage = f"file://{tmp_path / 'backups'}"
     manifest = back_up(source, storage)
-    target = local_target_factory({"save": "3600 1"})
+    target = target_factory({"save": "3600 1"})
     target.client().set("old-data", "before the restore")
     target.client().save()
     old_dump = data_dir_state(target)["dump.rdb"]
@@ -70,18 +80,21 @@ def test_restore_by_file_brings_back_every_key_and_keeps_the_previous_files(
     assert [f for f in outcome.verification.findings if f.result.value != "pass"] == []
     assert_holds(read_dataset(source.client()), target.client())
     assert outcome.checkpoint_id is not None  # the old data was backed up first
-    aside = Path(outcome.aside or "")
-    assert hashlib.sha256((aside / "dump.rdb").read_bytes()).hexdigest() == old_dump
-    assert not any(name.startswith(f"{WORK_DIR}/staging") for name in data_dir_state(target))
+    assert outcome.aside is not None
+    after = data_dir_state(target)
+    assert after[f"{aside_dir(outcome.tag)}/dump.rdb"] == old_dump
+    assert not any(name.startswith(f"{WORK_DIR}/staging") for name in after)
+    placed = target.platform.stat("dump.rdb")
+    assert placed is not None and (placed.uid, placed.gid) == target.platform.owner()  # e.g. 999 in a container
     assert {"stage", "stop", "place", "load", "verify"} <= set(outcome.phases)
 
 
 def test_an_appendonly_target_ends_with_the_restored_data_and_aof_on_after_a_restart(
-    source: RedisServer, local_target_factory: Factory, tmp_path: Path
+    source: RedisServer, target_factory: Factory, tmp_path: Path
 ) -> None:
     storage = f"file://{tmp_path / 'backups'}"
     back_up(source, storage)
-    target = local_target_factory({"appendonly": "yes"})
+    target = target_factory({"appendonly": "yes"})
     target.client().set("old-data", "x")
 
     restore(build_restore_request(instance="sessions", storage=storage, target=target.platform.target), approved=True)
@@ -96,11 +109,11 @@ def test_an_appendonly_target_ends_with_the_restored_data_and_aof_on_after_a_res
 
 
 def test_the_old_dataset_is_never_saved_over_the_restored_file(
-    source: RedisServer, local_target_factory: Factory, tmp_path: Path
+    source: RedisServer, target_factory: Factory, tmp_path: Path
 ) -> None:
     storage = f"file://{tmp_path / 'backups'}"
     back_up(source, storage)
-    target = local_target_factory({"save": "1 1"})  # saves on shutdown and every second
+    target = target_factory({"save": "1 1"})  # saves on shutdown and every second
     for i in range(100):
         target.client().set(f"stale:{i}", i)
 
@@ -115,14 +128,14 @@ def test_the_old_dataset_is_never_saved_over_the_restored_file(
 
 
 def test_a_file_the_server_cannot_load_is_rolled_back_and_the_target_runs_its_old_data(
-    source: RedisServer, local_target_factory: Factory, tmp_path: Path
+    source: RedisServer, target_factory: Factory, tmp_path: Path
 ) -> None:
     source.client().save()
     rdb = bytearray((source.data_dir / "dump.rdb").read_bytes())
     rdb[-1] ^= 0xFF  # a wrong CRC64: our checks pass (we hash the file as it is), Redis refuses it
     runbook_file = tmp_path / "dump-20250101-000000.rdb"
     runbook_file.write_bytes(bytes(rdb))
-    target = local_target_factory({"save": "3600 1"})
+    target = target_factory({"save": "3600 1"})
     target.client().set("old-data", "still here")
     target.client().save()
     before = data_dir_state(target)
@@ -138,13 +151,13 @@ def test_a_file_the_server_cannot_load_is_rolled_back_and_the_target_runs_its_ol
 
 
 def test_a_newer_rdb_version_is_refused_before_the_target_is_touched(
-    source: RedisServer, local_target_factory: Factory, tmp_path: Path
+    source: RedisServer, target_factory: Factory, tmp_path: Path
 ) -> None:
     source.client().save()
     rdb = (source.data_dir / "dump.rdb").read_bytes()
     runbook_file = tmp_path / "redis-20250101-000000.rdb"
     runbook_file.write_bytes(b"REDIS0012" + rdb[9:])  # as Redis 7.4 would write it
-    target = local_target_factory()
+    target = target_factory()
     target.client().set("old-data", "x")
     pid_before = target.client().info("server")["process_id"]
     before = data_dir_state(target)
