@@ -10,10 +10,12 @@ from urllib.parse import urlsplit
 from cli.common import move_password_to_env
 from cli.output import enable_progress_bars, say
 from cli.prefect_runtime import prefect_api
+from redis_dr.backup import describe_files
 from redis_dr.config import PASSWORD_ENV, BackupRequest, SnapshotMode, build_request, load_environment
 from redis_dr.errors import ConfigError
+from redis_dr.manifest import BackupKind
 from redis_dr.pipeline import Compression
-from redis_dr.redis.connection import redact_redis_url
+from redis_dr.platforms.target import TARGET_HELP
 from redis_dr.units import human_size
 
 
@@ -25,7 +27,18 @@ def register(sub: Any) -> None:
         epilog="The Redis password comes from the URL or REDIS_PASSWORD; it is never printed.",
     )
     parser.add_argument("--instance", required=True, help="instance name (backups are stored under it)")
-    parser.add_argument("--redis-url", help="redis://[user@]host:port/db, rediss:// for TLS")
+    parser.add_argument(
+        "--redis-url", help="redis://[user@]host:port/db, rediss:// for TLS (default: what --target tells)"
+    )
+    parser.add_argument(
+        "--target",
+        metavar="TARGET",
+        help="where the server and its files are: local:///path/redis.conf, docker://CONTAINER, "
+        "compose://PROJECT/SERVICE (for --kind aof, and --mode bgsave off this host)",
+    )
+    parser.add_argument(
+        "--kind", choices=[BackupKind.RDB.value, BackupKind.AOF.value], help="rdb (default) or aof (--target)"
+    )
     parser.add_argument("--storage", action="append", metavar="URL", help="where to store (first = primary)")
     parser.add_argument("--env-file", metavar="YAML", help="environment file that describes the instance")
     parser.add_argument("--mode", choices=[m.value for m in SnapshotMode], help="stream (default) or bgsave")
@@ -46,6 +59,8 @@ def request_from_args(args: argparse.Namespace) -> BackupRequest:
     overrides: dict[str, object] = {
         "redis_url": move_password_to_env(args.redis_url) if args.redis_url else None,
         "storage": args.storage,
+        "target": args.target,
+        "kind": args.kind,
         "mode": args.mode,
         "compression": args.compression,
         "encrypt_to": args.encrypt_to,
@@ -54,9 +69,13 @@ def request_from_args(args: argparse.Namespace) -> BackupRequest:
     }
     if args.env_file:
         request = load_environment(args.env_file).backup_request(args.instance, **overrides)
-    elif not args.redis_url or not args.storage:
-        raise ConfigError("say what to back up: --redis-url URL --storage URL, or --env-file FILE")
+    elif not (args.redis_url or args.target) or not args.storage:
+        raise ConfigError(
+            "say what to back up: --redis-url URL (or --target TARGET) --storage URL, or --env-file FILE"
+        )
     else:
+        if args.target and "://" not in args.target:
+            raise ConfigError(f"--target {args.target!r} is not understood: use {TARGET_HELP}")
         given = {k: v for k, v in overrides.items() if v is not None}
         request = build_request(instance=args.instance, **given)
     refuse_user_without_password(request)
@@ -77,7 +96,7 @@ def refuse_user_without_password(request: BackupRequest) -> None:
         return
     if request.password is not None or os.environ.get(PASSWORD_ENV):
         return
-    if urlsplit(request.redis_url).username:
+    if request.redis_url is not None and urlsplit(request.redis_url).username:
         raise ConfigError(
             "the Redis URL names a user (NAME@host) but no password is set: for an ACL user put "
             f"its password in {PASSWORD_ENV}; if NAME is itself the password (redis-cli's "
@@ -95,10 +114,9 @@ def _split_label(text: str) -> tuple[str, str]:
 def run(args: argparse.Namespace) -> int:
     """Run the backup flow in this process and report the committed backup."""
     request = request_from_args(args)
-    source = redact_redis_url(request.redis_url)
     primary, *copies = request.storage
     say(
-        f"backing up {request.instance} from {source} ({request.mode.value} mode, "
+        f"backing up {request.instance} from {request.source()} ({request.how()}, "
         f"{request.compression.value}) to {primary}"
         + (f", then a verified copy to {', '.join(copies)}" if copies else "")
     )
@@ -109,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         manifest = backup(request)
     say(
         f"committed backup {manifest.id}: {manifest.source.total_keys:,} keys, "
-        f"{human_size(manifest.raw_size)} RDB -> {human_size(manifest.stored_size)} stored "
+        f"{human_size(manifest.raw_size)} {describe_files(manifest)} -> "
+        f"{human_size(manifest.stored_size)} stored "
         f"in {manifest.duration_seconds:.1f} s, in {primary}"
     )
     for location in copies:

@@ -1,5 +1,5 @@
-"""The backup flow: one Redis instance, one RDB snapshot, committed to the primary location
-and copied, verified, to every other location.
+"""The backup flow: one Redis instance, one RDB snapshot (or a copy of its AOF files),
+committed to the primary location and copied, verified, to every other location.
 
 No `from __future__ import annotations` in flow modules (nor in tasks/). A runner
 (`flow.serve`, a worker's in-memory flows) carries the flow function by value
@@ -31,7 +31,6 @@ from redis_dr.catalog import Reservation
 from redis_dr.config import BackupRequest
 from redis_dr.errors import RedisDRError
 from redis_dr.manifest import BACKUP_ID_FORMAT, Manifest
-from redis_dr.redis.connection import redact_redis_url
 from tasks.backup import (
     allocate_backup_id,
     check_redis,
@@ -86,9 +85,9 @@ def back_up(run: BackupRun, log: RunLog) -> Manifest:
     request = run.request
     primary = run.locations[0]
     log.info(
-        "backing up %s from %s (%s mode, %s) to %d location(s), primary %s",
-        request.instance, redact_redis_url(request.redis_url), request.mode.value,
-        request.compression.value, len(run.locations), primary.url,
+        "backing up %s from %s (%s, %s) to %d location(s), primary %s",
+        request.instance, request.source(), request.how(), request.compression.value,
+        len(run.locations), primary.url,
     )  # fmt: skip
     run.step = "check-redis"
     run.facts = check_redis(request)

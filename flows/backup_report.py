@@ -5,10 +5,10 @@ from dataclasses import dataclass, field
 
 from prefect.artifacts import create_table_artifact
 
+from redis_dr.backup import describe_files
 from redis_dr.config import BackupRequest
 from redis_dr.copy import CopyOutcome
-from redis_dr.manifest import Manifest
-from redis_dr.redis.connection import redact_redis_url
+from redis_dr.manifest import BackupKind, Manifest
 from redis_dr.redis.info import ServerFacts
 from redis_dr.storage.location import redact_url
 from redis_dr.units import human_size
@@ -79,8 +79,10 @@ def server_line(facts: ServerFacts) -> str:
 def snapshot_line(manifest: Manifest) -> str:
     """'2,000 keys, 1.2 MiB RDB -> 310.5 KiB stored (zstd); data path ...'."""
     stored = manifest.files[0]
+    keys = "keys (INFO at the cut)" if manifest.kind is BackupKind.AOF else "keys"
     return (
-        f"{manifest.source.total_keys:,} keys, {human_size(manifest.raw_size)} RDB -> "
+        f"{manifest.source.total_keys:,} {keys}, "
+        f"{human_size(manifest.raw_size)} {describe_files(manifest)} -> "
         f"{human_size(manifest.stored_size)} stored ({stored.compression.value}); "
         f"data path {data_path_line(manifest)}"
     )
@@ -92,6 +94,17 @@ def copy_line(outcome: CopyOutcome) -> str:
         return "already present (verified manifest)"
     how = "server-side" if outcome.server_side else "streamed"
     return f"copied {human_size(outcome.bytes)} in {outcome.seconds:.1f} s ({how}), verified"
+
+
+def object_rows(manifest: Manifest) -> list[tuple[str, object]]:
+    """One 'object' row per stored file (an AOF has several), with its raw sha256."""
+    rows: list[tuple[str, object]] = []
+    for stored in manifest.files:
+        aof = stored.original_name
+        what = f" (AOF file {aof}, {stored.raw_size:,} B raw)" if aof else ""
+        rows.append(("object", f"{manifest.instance}/{manifest.id}/{stored.name}{what}"))
+        rows.append(("sha256 (raw)", stored.raw_sha256))
+    return rows
 
 
 def cell(value: object) -> str:
@@ -115,8 +128,8 @@ def artifact_rows(run: BackupRun, error: str | None = None) -> list[tuple[str, s
         ("backup id", run.backup_id),
         ("instance", request.instance),
         ("environment", request.environment),
-        ("redis", redact_redis_url(request.redis_url)),
-        ("mode", request.mode.value),
+        ("redis", request.source()),
+        ("mode", request.how()),
     ]
     for position, location in enumerate(run.locations, start=1):
         role = "primary" if location.primary else f"copy {position}"
@@ -129,9 +142,8 @@ def artifact_rows(run: BackupRun, error: str | None = None) -> list[tuple[str, s
             ("keys", f"{source.total_keys:,} in {len(source.keyspace)} db(s)"),
             ("size", f"{manifest.raw_size:,} B raw, {manifest.stored_size:,} B stored"),
             ("compression", stored.compression.value),
-            ("object", f"{manifest.instance}/{manifest.id}/{stored.name}"),
+            *object_rows(manifest),
             ("encrypted to", ", ".join(stored.encrypted_to) or "not encrypted"),
-            ("sha256 (raw)", stored.raw_sha256),
             ("data path", data_path_line(manifest)),
         ]
     elif run.facts is not None:

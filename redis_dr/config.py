@@ -27,9 +27,10 @@ from pydantic import (
 )
 
 from redis_dr.errors import ConfigError, NotFoundError
-from redis_dr.manifest import INSTANCE_PATTERN, validate_instance_name
+from redis_dr.manifest import INSTANCE_PATTERN, BackupKind, validate_instance_name
 from redis_dr.pipeline import Compression, parse_recipient
 from redis_dr.platforms.open import TargetSettings
+from redis_dr.platforms.target import TargetKind, parse_target
 from redis_dr.redis.connection import RedisEndpoint, has_password
 from redis_dr.storage.location import StorageLocation, redact_url
 
@@ -131,6 +132,9 @@ Recipient = Annotated[str, AfterValidator(_valid(parse_recipient))]
 InstanceName = Annotated[str, AfterValidator(_valid(validate_instance_name))]
 EnvironmentName = Annotated[str, AfterValidator(_valid(_check_name("environment")))]
 Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
+BackupTarget = Annotated[str, AfterValidator(_valid(parse_target))]
+
+
 def _distinct_locations(urls: list[str]) -> list[str]:
     """Refuse a location named twice (in any spelling): its 'copy' would be the backup itself."""
     seen: dict[tuple[str, str, str, str | None], int] = {}
@@ -177,15 +181,30 @@ class BackupRequest(BaseModel):
         description="Name of the instance (lowercase letters, digits, '.', '_', '-'); "
         "backups are stored under it."
     )
-    redis_url: RedisUrl = Field(
+    redis_url: RedisUrl | None = Field(
+        default=None,
         description="redis://[user@]host:port/db, rediss://... for TLS (?ssl_ca_certs=/path), or "
-        "unix:///path.sock. No password here: see password."
+        "unix:///path.sock. No password here: see password. Empty: the address the target tells.",
     )
     storage: StorageList = Field(min_length=1, description=_STORAGE_HELP)
+    kind: BackupKind = Field(
+        default=BackupKind.RDB,
+        description="rdb: a snapshot of the dataset; aof: a copy of the server's multi-part AOF "
+        "(Redis 7+, appendonly yes; needs a local://, docker:// or compose:// target).",
+    )
+    target: BackupTarget | None = Field(
+        default=None,
+        description="Where the server and its files are: local:///path/to/redis.conf, docker://CONTAINER "
+        "or compose://PROJECT/SERVICE. Needed for kind aof, and for bgsave when the data dir is not "
+        "on this host; it also tells the server's address when redis_url is empty.",
+    )
+    target_settings: TargetSettings | None = Field(
+        default=None, description="How to handle the target beyond its name (owner, systemd unit, commands)."
+    )
     mode: SnapshotMode = Field(
         default=SnapshotMode.STREAM,
-        description="stream: replication stream, no access to the server's disk needed; "
-        "bgsave: BGSAVE, then read dump.rdb on this host.",
+        description="kind rdb: stream: replication stream, no access to the server's disk needed; "
+        "bgsave: BGSAVE, then read dump.rdb on this host (or through the target).",
     )
     compression: Compression = Field(
         default=Compression.ZSTD, description="zstd (level 1), gzip (.rdb.gz compatible) or none."
@@ -201,21 +220,54 @@ class BackupRequest(BaseModel):
     )
     labels: Labels = Field(default_factory=dict, description=_LABELS_HELP)
 
+    @model_validator(mode="after")
+    def _consistent(self) -> BackupRequest:
+        if self.redis_url is None and self.target is None:
+            raise ValueError("say which server to back up: a redis_url, or a target")
+        kind = parse_target(self.target).kind if self.target else None
+        if kind is TargetKind.REDIS:
+            raise ValueError(
+                "a backup target names where the server's files are (local://, docker://, compose://); "
+                "give a live server's URL as redis_url"
+            )
+        if self.kind is BackupKind.VOLUME_SNAPSHOT:
+            raise ValueError("kind volume-snapshot is not taken by redis-dr backup: use rdb or aof")
+        if self.kind is BackupKind.AOF:
+            if kind is None:
+                raise ValueError(
+                    "kind aof copies the server's AOF files: name its target (local://, docker://, compose://)"
+                )
+            if self.mode is SnapshotMode.BGSAVE or self.dump_path is not None:
+                raise ValueError("kind aof copies the AOF files: mode bgsave and dump_path are for kind rdb")
+        if self.target is not None and self.dump_path is not None:
+            raise ValueError("dump_path is for a server without a target: the target tells where its dump is")
+        return self
+
+    def how(self) -> str:
+        """'stream mode', 'bgsave mode' or 'AOF copy', for messages."""
+        return "AOF copy" if self.kind is BackupKind.AOF else f"{self.mode.value} mode"
+
+    def source(self) -> str:
+        """What is backed up, for messages: the target, else the Redis URL (no password in either)."""
+        return str(parse_target(self.target)) if self.target else str(self.redis_url)
+
 
 class InstanceConfig(BaseModel):
     """One instance in an environment file."""
 
     model_config = ConfigDict(extra="forbid")
 
-    redis_url: str
+    redis_url: str | None = None
     storage: Annotated[list[str], BeforeValidator(_as_list)] = Field(min_length=1)
+    kind: BackupKind = BackupKind.RDB
     mode: SnapshotMode = SnapshotMode.STREAM
     compression: Compression = Compression.ZSTD
     encrypt_to: list[str] = Field(default_factory=list)
     password: SecretRef | None = None
     dump_path: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
-    #: Where the instance runs, for restores and file-level backups: local://, docker://, compose://.
+    #: Where the instance runs, for restores and file-level backups: local://, docker://, compose://
+    #: (a redis:// target, for replay restores, is not passed to backups: redis_url says the same).
     target: str | None = None
     target_settings: TargetSettings | None = None
 
@@ -239,7 +291,11 @@ class EnvironmentConfig(BaseModel):
 
     def backup_request(self, instance: str, **overrides: object) -> BackupRequest:
         """The backup request for one named instance, with optional overrides."""
-        fields = self.instance(instance).model_dump(exclude_none=True, exclude={"target", "target_settings"})
+        config = self.instance(instance)
+        fields = config.model_dump(exclude_none=True)
+        if config.target is not None and "://" in config.target and not parse_target(config.target).has_files:
+            fields.pop("target")
+            fields.pop("target_settings", None)
         fields.update({k: v for k, v in overrides.items() if v is not None})
         return build_request(instance=instance, environment=self.environment, **fields)
 

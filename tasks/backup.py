@@ -6,15 +6,21 @@ the process that runs them, and that copy keeps only the globals a function's
 body uses, so annotations left as strings could not be resolved there.
 """
 
+import dataclasses
 from datetime import UTC, datetime
 
 from prefect import Task, task
 
+from redis_dr.aof import check_aof_server
 from redis_dr.backup import StoredSnapshot, commit_backup, inspect_server, store_snapshot
 from redis_dr.catalog import Catalog, Reservation
 from redis_dr.config import BackupRequest
 from redis_dr.copy import CopyOutcome, copy_backup
-from redis_dr.manifest import Manifest
+from redis_dr.errors import ConfigError
+from redis_dr.manifest import BackupKind, Manifest
+from redis_dr.platforms.base import Platform
+from redis_dr.platforms.open import open_platform
+from redis_dr.redis.connection import RedisEndpoint
 from redis_dr.redis.info import ServerFacts
 from redis_dr.storage import open_storage
 from tasks.policy import (
@@ -24,13 +30,40 @@ from tasks.policy import (
     STREAM_SECONDS,
     storage_timeout,
 )
-from tasks.secrets import redis_endpoint
+from tasks.secrets import redis_endpoint, resolve_secret
+
+
+def backup_platform(request: BackupRequest) -> Platform | None:
+    """The platform adapter of the request's target (None without one)."""
+    if request.target is None:
+        return None
+    connect = redis_endpoint(request.redis_url, request.password) if request.redis_url else None
+    return open_platform(request.target, request.target_settings, connect=connect)
+
+
+def backup_endpoint(request: BackupRequest, platform: Platform | None) -> RedisEndpoint:
+    """How to reach the server: `redis_url` if given, else the address and password its target
+    tells (its config's port and requirepass); the password from `password` when set."""
+    if request.redis_url is not None:
+        return redis_endpoint(request.redis_url, request.password)
+    endpoint = platform.endpoint() if platform is not None else None
+    if endpoint is None:
+        where = platform.describe() if platform is not None else "the request"
+        raise ConfigError(f"{where} does not tell how to reach its server: give its redis_url")
+    if request.password is not None:
+        endpoint = dataclasses.replace(endpoint, password=resolve_secret(request.password))
+    return endpoint
 
 
 @task(name="check-redis", timeout_seconds=REDIS_CHECK_SECONDS + MARGIN_SECONDS, **RETRY_POLICY)
 def check_redis(request: BackupRequest) -> ServerFacts:
-    """Connect, authenticate and read INFO: fail fast on a wrong address or password."""
-    return inspect_server(redis_endpoint(request.redis_url, request.password))
+    """Connect, authenticate and read INFO: fail fast on a wrong address or password, and on a
+    server whose AOF cannot be backed up (kind aof)."""
+    endpoint = backup_endpoint(request, backup_platform(request))
+    facts = inspect_server(endpoint)
+    if request.kind is BackupKind.AOF:
+        check_aof_server(facts, endpoint.address)
+    return facts
 
 
 # reserve: list one page under the id, write the reservation (another second on a clash).
@@ -46,11 +79,12 @@ def allocate_backup_id(request: BackupRequest) -> Reservation:
 
 @task(name="snapshot-to-storage", timeout_seconds=STREAM_SECONDS, **RETRY_POLICY)
 def snapshot_to_storage(request: BackupRequest, reservation: Reservation) -> StoredSnapshot:
-    """Stream a snapshot into the primary storage (the data path); nothing is committed yet."""
+    """Stream a snapshot (the RDB, or the AOF files) into the primary storage; nothing is committed yet."""
     storage = open_storage(request.storage[0])
     try:
-        endpoint = redis_endpoint(request.redis_url, request.password)
-        return store_snapshot(request, endpoint, storage, reservation)
+        platform = backup_platform(request)
+        endpoint = backup_endpoint(request, platform)
+        return store_snapshot(request, endpoint, storage, reservation, platform)
     finally:
         storage.close()
 

@@ -1,8 +1,10 @@
 """Snapshot by BGSAVE: make the server save, then stream the dump file it wrote.
 
-The server must be on this host (or its data dir mounted here). The dump is
-opened once, right after the save, and read from that file descriptor: a later
-save renames a new file over the path, but the open descriptor keeps our inode.
+The dump is read from this host's file system (the server's data dir is here, or
+mounted here) or through the platform adapter of its target (`platform_dump`,
+e.g. a Docker container). It is opened once, right after the save, and read from
+that open file: a later save renames a new file over the path, but the open
+descriptor keeps our inode.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -19,11 +22,13 @@ import redis
 
 from redis_dr.errors import (
     AccessDeniedError,
+    ConfigError,
     IntegrityError,
     NotFoundError,
     ServerFailureError,
     TransientError,
 )
+from redis_dr.platforms.base import Platform
 from redis_dr.redis.connection import RedisEndpoint, endpoint_of
 from redis_dr.redis.errors import translate
 from redis_dr.redis.info import ServerFacts, read_server_facts
@@ -31,32 +36,42 @@ from redis_dr.redis.info import ServerFacts, read_server_facts
 CHUNK_SIZE = 1 << 20
 
 
-class BgsaveSnapshot:
-    """The dump written by our BGSAVE: iterate once for 1 MiB `bytes` chunks.
+@dataclass
+class DumpFile:
+    """The dump our save wrote, opened: where it is (for messages), its size, its bytes (read once)."""
 
-    Attributes: `path`, `size` (bytes, from the open file), `lastsave` (the
-    save's LASTSAVE) and `facts` (INFO read right after the save).
+    where: str
+    size: int
+    chunks: Iterator[bytes]
+
+
+#: Opens the dump once the save succeeded (given INFO read right after it); closes it on exit.
+DumpOpener = Callable[[ServerFacts], AbstractContextManager[DumpFile]]
+
+
+class BgsaveSnapshot:
+    """The dump written by our BGSAVE: iterate once for `bytes` chunks.
+
+    Attributes: `path` (where the dump is, for messages), `size` (bytes), `lastsave`
+    (the save's LASTSAVE) and `facts` (INFO read right after the save).
     """
 
-    def __init__(self, file: io.BufferedReader, path: Path, facts: ServerFacts) -> None:
-        self._file = file
-        self.path = path
+    def __init__(self, dump: DumpFile, facts: ServerFacts) -> None:
+        self._chunks = dump.chunks
+        self.path = dump.where
+        self.size = dump.size
         self.facts = facts
         self.lastsave: datetime = facts.lastsave
-        self.size = os.fstat(file.fileno()).st_size
         self._started = False
 
     def __repr__(self) -> str:
-        return f"BgsaveSnapshot(path={str(self.path)!r}, size={self.size}, lastsave={self.lastsave})"
+        return f"BgsaveSnapshot(path={self.path!r}, size={self.size}, lastsave={self.lastsave})"
 
     def __iter__(self) -> Iterator[bytes]:
         if self._started:
             raise RuntimeError("a BgsaveSnapshot can be read only once")
         self._started = True
-        buf = bytearray(CHUNK_SIZE)
-        view = memoryview(buf)
-        while n := self._file.readinto(buf):
-            yield bytes(view[:n])
+        return self._chunks
 
 
 @contextmanager
@@ -64,6 +79,7 @@ def bgsave_snapshot(
     client: redis.Redis,
     *,
     dump_path: Path | None = None,
+    open_dump: DumpOpener | None = None,
     poll_interval: float = 0.2,
     timeout: float = 3600.0,
 ) -> Iterator[BgsaveSnapshot]:
@@ -71,31 +87,96 @@ def bgsave_snapshot(
 
     Waits for any running BGSAVE or AOF rewrite first (decided from INFO), and
     counts the save as good only if `rdb_last_bgsave_status:ok` and LASTSAVE
-    moved past its value before our BGSAVE. `dump_path` defaults to
-    `CONFIG GET dir` + `dbfilename`. `timeout` bounds the whole wait.
+    moved past its value before our BGSAVE. The dump is opened by `open_dump`
+    (e.g. `platform_dump`), else read from `dump_path` on this host, which
+    defaults to `CONFIG GET dir` + `dbfilename`. `timeout` bounds the whole wait.
     The file is closed on exit.
     """
     endpoint = endpoint_of(client)
     deadline = time.monotonic() + timeout
-    path = dump_path or _dump_path(client, endpoint)
+    if open_dump is None:
+        path = dump_path or _dump_path(client, endpoint)
+
+        def open_dump(facts: ServerFacts) -> AbstractContextManager[DumpFile]:
+            return _local_dump(path, facts, endpoint)
+
     facts = _save(client, endpoint, deadline, poll_interval)
+    with open_dump(facts) as dump:
+        yield BgsaveSnapshot(dump, facts)
+
+
+@contextmanager
+def _local_dump(path: Path, facts: ServerFacts, endpoint: RedisEndpoint) -> Iterator[DumpFile]:
+    """The dump at `path` on this host, checked to be no older than the save."""
     try:
         file = path.open("rb")
     except FileNotFoundError:
         raise NotFoundError(
             f"BGSAVE succeeded but {path} does not exist here: bgsave mode needs the server's "
-            "data dir on this host (pass --dump-path, or use --mode stream)"
+            "data dir on this host (pass --dump-path, or --target, or use --mode stream)"
         ) from None
     except OSError as exc:
         raise AccessDeniedError(f"cannot read the dump file {path}: {exc.strerror or exc}") from None
     with file:
-        mtime = os.fstat(file.fileno()).st_mtime
-        if mtime < facts.lastsave.timestamp() - 1:
+        stat = os.fstat(file.fileno())
+        if stat.st_mtime < facts.lastsave.timestamp() - 1:
             raise IntegrityError(
                 f"{path} is older than the save Redis at {endpoint.address} just made: is the "
                 "server on this host, and is this its dump file?"
             )
-        yield BgsaveSnapshot(file, path, facts)
+        yield DumpFile(str(path), stat.st_size, _file_chunks(file))
+
+
+def _file_chunks(file: io.BufferedReader) -> Iterator[bytes]:
+    buf = bytearray(CHUNK_SIZE)
+    view = memoryview(buf)
+    while n := file.readinto(buf):
+        yield bytes(view[:n])
+
+
+def platform_dump(platform: Platform, client: redis.Redis) -> DumpOpener:
+    """Open the dump through the target's platform adapter (e.g. inside a container).
+
+    The file is the layout's `dbfilename` in its `dir`; a server whose running
+    `dbfilename` differs (a CONFIG SET never written back) is refused, since its
+    save went elsewhere. It is read whole: a later save only renames a newer
+    complete dump over it.
+    """
+    endpoint = endpoint_of(client)
+
+    @contextmanager
+    def open_dump(facts: ServerFacts) -> Iterator[DumpFile]:
+        name = platform.layout().dbfilename
+        running = _config_value(client, "dbfilename")
+        if running is not None and running != name:
+            raise ConfigError(
+                f"Redis at {endpoint.address} saves to {running} but the config of {platform.target} "
+                f"says {name} (a CONFIG SET not written back?): run CONFIG REWRITE there, or fix the config"
+            )
+        info = platform.stat(name)
+        if info is None:
+            raise NotFoundError(f"BGSAVE succeeded but {platform.target} has no {name} in its data directory")
+        chunks = platform.read_file(name)
+        try:
+            yield DumpFile(f"{name} of {platform.target}", info.size, chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    return open_dump
+
+
+def _config_value(client: redis.Redis, name: str) -> str | None:
+    """CONFIG GET of one setting; None where CONFIG is not allowed."""
+    try:
+        reply = client.config_get(name)
+    except redis.ResponseError:
+        return None
+    for key, value in reply.items():
+        if (key.decode() if isinstance(key, bytes) else key) == name:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
 
 
 def _save(client: redis.Redis, endpoint: RedisEndpoint, deadline: float, poll_interval: float) -> ServerFacts:

@@ -30,7 +30,7 @@ def test_bgsave_snapshot(redis_factory: Factory, tmp_path: Path) -> None:
     assert before.keyspace[0].key_count == 505 and before.keyspace[3].key_count == 1
 
     with bgsave_snapshot(client, poll_interval=0.05) as snap:
-        assert snap.path == source.data_dir / "dump.rdb"
+        assert snap.path == str(source.data_dir / "dump.rdb")
         rdb = write_chunks(snap, tmp_path / "bgsave.rdb")
     assert before.rdb_saves is not None  # Redis >= 7.0: our save is told apart by its counter
     assert snap.facts.rdb_saves == before.rdb_saves + 1
