@@ -33,6 +33,7 @@ from tasks.restore import (
     choose_backup_task,
     discard_staging,
     preflight,
+    replay_into_target,
     stage_backup,
     swap_and_start,
 )
@@ -115,7 +116,7 @@ def _restore(run: RestoreRun, approved: bool, started: float, log: Any) -> Resto
         assert placement is not None
         restore_by_file(run, source, placement, log)
     else:
-        raise RefusedError("the replay strategy is not wired into the flow yet")
+        restore_by_replay(run, source, log)
     recovery = time.monotonic() - started
     for line in phase_lines(clock.seconds, recovery):
         log.info("%s", line)
@@ -154,6 +155,19 @@ def restore_by_file(run: RestoreRun, source: SourceRef, placement: Any, log: Any
     run.report = result.report
     run.moved_aside = result.moved_aside
     for line in verification_lines(result.report):
+        log.info("%s", line)
+
+
+def restore_by_replay(run: RestoreRun, source: SourceRef, log: Any) -> None:
+    """Load the backup into a throwaway server and write its keys into the live target, verified."""
+    run.step = "load, replay, verify"
+    done = replay_into_target(run.request, source, run.tag)
+    for phase, seconds in done.phases.items():
+        run.clock.seconds[phase] = run.clock.seconds.get(phase, 0.0) + seconds
+    run.report = done.report
+    rate = done.result.payload_bytes / done.phases["replay"] / 1e6 if done.phases.get("replay") else 0.0
+    log.info("replayed %d keys (%.0f MB/s of payload)", done.result.written, rate)
+    for line in verification_lines(done.report):
         log.info("%s", line)
 
 

@@ -16,7 +16,7 @@ from prefect import task
 from redis_dr.backup import commit_backup, store_snapshot
 from redis_dr.catalog import Catalog
 from redis_dr.config import AGE_IDENTITY_ENV, BackupRequest
-from redis_dr.errors import IntegrityError, RedisDRError
+from redis_dr.errors import IntegrityError, RedisDRError, UnsupportedError
 from redis_dr.fetch import identities_from_env
 from redis_dr.manifest import Manifest
 from redis_dr.pipeline import parse_identities
@@ -29,13 +29,17 @@ from redis_dr.restore.phases import PhaseClock
 from redis_dr.restore.placement import Placement
 from redis_dr.restore.plan import RestorePlan
 from redis_dr.restore.preflight import inspect_target, make_plan
+from redis_dr.restore.replay import ReplayOptions, ReplayResult, replay_keys
 from redis_dr.restore.request import RestoreRequest
 from redis_dr.restore.source import PRE_RESTORE_LABEL, SourceRef, choose_backup
+from redis_dr.restore.throwaway import load_throwaway
 from redis_dr.restore.verify import (
     VerifyReport,
     check_load,
     check_marker,
     check_persistence,
+    check_replay,
+    check_replayed_samples,
     check_samples,
 )
 from redis_dr.storage import open_storage
@@ -210,3 +214,62 @@ def verify(
     finally:
         client.close()
     check_samples(report, endpoint, SAMPLE_KEYS)
+
+
+@dataclasses.dataclass
+class ReplayRestoreResult:
+    """What the replay task did: phase times, the replay's counts and the verification report."""
+
+    phases: dict[str, float]
+    result: ReplayResult
+    report: VerifyReport
+
+
+@task(name="replay-keys", timeout_seconds=STREAM_SECONDS, **RETRY_POLICY)
+def replay_into_target(request: RestoreRequest, source: SourceRef, tag: str) -> ReplayRestoreResult:
+    """Load the backup into a throwaway server, write its keys into the live target, verify.
+
+    Safe to retry: keys are written with REPLACE (or kept), so a second attempt ends the same.
+    """
+    endpoint = target_endpoint(request, target_platform(request))
+    if endpoint is None:
+        raise RedisDRError("cannot tell how to reach the target: give redis_url")
+    manifest = source.manifest
+    if len(manifest.files) != 1:
+        raise UnsupportedError(
+            f"backup {manifest.id} is a {manifest.kind.value} backup of {len(manifest.files)} files: replay "
+            "reads one RDB; restore it by file"
+        )
+    clock = PhaseClock()
+    report = VerifyReport()
+    options = ReplayOptions(
+        db=request.db,
+        match=request.match,
+        flush=request.flush,
+        keep_existing=request.keep_existing,
+        backup_rdb_version=manifest.source.rdb_version,
+    )
+    opened = source.open()
+    try:
+        clock.enter("load")
+        with load_throwaway(opened.read(manifest.files[0], identities(request))) as throwaway:
+            clock.enter("replay")
+            result = replay_keys(throwaway.client(), endpoint, options)
+            clock.enter("verify")
+            whole = request.db is None and request.match is None
+            check_replay(report, manifest, throwaway.load, result, whole=whole)
+            check_replayed_samples(
+                report, throwaway.client, endpoint, sorted(result.databases),
+                match=request.match, count=SAMPLE_KEYS, keep_existing=request.keep_existing,
+            )  # fmt: skip
+            client = open_client(endpoint)
+            try:
+                check_marker(report, client, endpoint, tag)
+            finally:
+                client.close()
+    finally:
+        clock.enter(None)
+        opened.close()
+    if report.failures:
+        raise VerificationError(report)
+    return ReplayRestoreResult(phases=clock.seconds, result=result, report=report)

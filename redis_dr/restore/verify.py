@@ -10,6 +10,7 @@ itself reports must match exactly.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from enum import StrEnum
 
 import redis
@@ -20,6 +21,9 @@ from redis_dr.platforms.base import DataLayout
 from redis_dr.redis.connection import RedisEndpoint, open_client
 from redis_dr.redis.errors import translate
 from redis_dr.redis.info import KeyspaceStats, ServerFacts
+from redis_dr.restore.compare import compare_keys, describe_key, sample_keys
+from redis_dr.restore.replay import ReplayResult
+from redis_dr.restore.throwaway import LoadReport
 
 MARKER_PREFIX = "redis-dr:restore-check:"
 _MARKER_TTL_MS = 60_000
@@ -194,3 +198,78 @@ def check_samples(report: VerifyReport, endpoint: RedisEndpoint, count: int) -> 
         report.add("sampled keys", Result.FAIL, "; ".join(problems[:3]))
     else:
         report.add("sampled keys", Result.PASS, f"{seen} random keys read")
+
+
+def check_replay(
+    report: VerifyReport, manifest: Manifest, load: LoadReport, result: ReplayResult, *, whole: bool
+) -> None:
+    """A replay's counts: the throwaway loaded what the backup holds; every key scanned was
+    written, kept (it existed) or had expired by then. `whole`: every key of every database."""
+    expected = report.expected = expected_keyspace(manifest)
+    total = sum(stats.key_count for stats in expected.values())
+    loaded = load.keys_loaded + load.keys_expired
+    exact = manifest.source.rdb_keyspace is not None
+    if whole and exact and loaded != total:
+        report.add(
+            "keys loaded",
+            Result.FAIL,
+            f"the backup holds {total} keys, the throwaway server loaded {load.keys_loaded} and dropped "
+            f"{load.keys_expired} as expired",
+        )
+    elif whole:
+        report.add(
+            "keys loaded",
+            Result.PASS,
+            f"{load.keys_loaded} loaded + {load.keys_expired} dropped as already expired, "
+            f"the backup holds {total}",
+        )
+    for db, replay in sorted(result.databases.items()):
+        accounted = replay.written + replay.kept + replay.expired
+        detail = (
+            f"db{db}: {replay.written} written, {replay.kept} kept (existing), {replay.expired} expired "
+            f"before written, of {replay.scanned} scanned"
+        )
+        if replay.removed:
+            detail += f"; {replay.removed} removed first (flush)"
+        report.add(f"db{db} keys", Result.PASS if accounted >= replay.scanned else Result.FAIL, detail)
+
+
+def check_replayed_samples(
+    report: VerifyReport,
+    throwaway: Callable[[int], redis.Redis],
+    target: RedisEndpoint,
+    dbs: list[int],
+    *,
+    match: str | None,
+    count: int,
+    keep_existing: bool,
+) -> None:
+    """Sampled keys hold in the target what they hold in the throwaway server (type, value, expiry);
+    with keep_existing only their presence is checked (a kept key holds the target's own value)."""
+    problems: list[str] = []
+    sampled = 0
+    for db in dbs:
+        source = throwaway(db)
+        client = open_client(dataclasses.replace(target, db=db))
+        try:
+            keys = sample_keys(source, count, db, match)
+            sampled += len(keys)
+            if keep_existing:
+                problems += [f"db{db} key {describe_key(k)} is missing" for k in keys if not client.exists(k)]
+            else:
+                problems += [f"db{db} {line}" for line in compare_keys(source, client, keys)]
+        except redis.ResponseError as exc:
+            report.add("sampled keys", Result.WARN, f"could not compare sampled keys: {exc}")
+            return
+        except Exception as exc:
+            raise translate(exc, target, "sampled keys") from None
+        finally:
+            client.close()
+            source.close()
+    if problems:
+        report.add(
+            "sampled keys", Result.FAIL, f"{len(problems)} of {sampled} differ: " + "; ".join(problems[:3])
+        )
+    else:
+        what = "present" if keep_existing else "equal in type, value and expiry"
+        report.add("sampled keys", Result.PASS, f"{sampled} keys {what} in the throwaway and the target")
