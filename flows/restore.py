@@ -85,7 +85,7 @@ def restore(request: RestoreRequest, approved: bool = False, tag: str | None = N
 def _restore(run: RestoreRun, approved: bool, started: float, log: Any) -> RestoreOutcome:
     request, clock = run.request, run.clock
     run.step = "choose-backup"
-    with clock.phase("fetch"):
+    with clock.phase("find"):
         source = choose_backup_task(request)
     run.step = "preflight"
     with clock.phase("preflight"):
@@ -138,8 +138,8 @@ def _restore(run: RestoreRun, approved: bool, started: float, log: Any) -> Resto
 def restore_by_file(run: RestoreRun, source: SourceRef, placement: Any, log: Any) -> None:
     """Stage, then stop / swap / start / verify (rolled back inside on failure)."""
     request, clock = run.request, run.clock
-    run.step = "stage"
-    with clock.phase("stage"):
+    run.step = "fetch"
+    with clock.phase("fetch"):
         stage_backup(request, source, placement, run.tag)
     log.info("staged %d file(s) in the target's data directory; stopping it", len(placement.files))
     run.step = "stop, place, load, verify"

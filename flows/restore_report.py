@@ -11,9 +11,11 @@ from redis_dr.restore.plan import RestorePlan
 from redis_dr.restore.request import RestoreRequest
 from redis_dr.restore.verify import VerifyReport
 
-#: Phases in the order a restore runs them (the report lists them so).
+#: Phases in the order a restore runs them (the report lists them so): find the backup, preflight,
+#: approval, checkpoint, fetch (download, check and stage the files), stop, place, load, verify;
+#: a replay loads a throwaway server and replays instead of stop / place.
 PHASES = (
-    "fetch", "preflight", "approval", "checkpoint", "stage", "stop", "place", "load", "replay", "verify",
+    "find", "preflight", "approval", "checkpoint", "fetch", "stop", "place", "load", "replay", "verify",
 )  # fmt: skip
 
 

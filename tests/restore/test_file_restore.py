@@ -86,7 +86,7 @@ def test_restore_by_file_brings_back_every_key_and_keeps_the_previous_files(
     assert not any(name.startswith(f"{WORK_DIR}/staging") for name in after)
     placed = target.platform.stat("dump.rdb")
     assert placed is not None and (placed.uid, placed.gid) == target.platform.owner()  # e.g. 999 in a container
-    assert {"stage", "stop", "place", "load", "verify"} <= set(outcome.phases)
+    assert {"fetch", "stop", "place", "load", "verify"} <= set(outcome.phases)
 
 
 def test_an_appendonly_target_ends_with_the_restored_data_and_aof_on_after_a_restart(
