@@ -40,6 +40,10 @@ from tasks.restore import (
 from tasks.run_logs import one_line_errors
 
 
+#: How often a paused restore asks the server whether a person resumed it.
+APPROVAL_POLL_SECONDS = 2
+
+
 class RestoreApproval(RunInput):
     """The form a person fills in to let a protected restore go on."""
 
@@ -182,7 +186,10 @@ def wait_for_approval(plan: RestorePlan, request: RestoreRequest, log: Any) -> N
     form = RestoreApproval.with_initial_data(description=plan.markdown(), approve=False)
     try:
         answer = pause_flow_run(
-            wait_for_input=form, timeout=request.approval_timeout_seconds, key=f"approve-{plan.tag}"
+            wait_for_input=form,
+            timeout=request.approval_timeout_seconds,
+            poll_interval=APPROVAL_POLL_SECONDS,
+            key=f"approve-{plan.tag.lower()}",  # run input keys: lowercase letters, digits, dashes
         )
     except FlowPauseTimeout:
         raise RefusedError(

@@ -17,9 +17,10 @@ from prefect import Flow
 from prefect.runner import Runner
 
 from flows.backup import backup
+from flows.restore import restore
 
 #: Every flow of the project; each must run from a deployment (tests/integration/test_deployments.py).
-FLOWS: list[Flow[..., Any]] = [backup]
+FLOWS: list[Flow[..., Any]] = [backup, restore]
 
 
 def main(argv: list[str] | None = None) -> None:
