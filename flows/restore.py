@@ -39,7 +39,6 @@ from tasks.restore import (
 )
 from tasks.run_logs import one_line_errors
 
-
 #: How often a paused restore asks the server whether a person resumed it.
 APPROVAL_POLL_SECONDS = 2
 
