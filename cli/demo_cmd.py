@@ -39,7 +39,8 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Start Redis, fill it, back it up, break it, restore it twice (file, then replay), clean up."""
     storage_url = f"file://{args.backups.absolute()}"
-    with prefect_api(), RedisServer() as server:
+    # No diskless-sync delay: the demo's server has no replicas to wait for (production servers do).
+    with prefect_api(), RedisServer({"repl-diskless-sync-delay": "0"}) as server:
         from flows.backup import backup
         from flows.restore import restore
 
