@@ -13,6 +13,15 @@ boundary is read one part (a length, a string, a fixed field) at a time, the
 generator yielding the offset where it must resume. A string that runs past
 the buffer is skipped: the rest of it is dropped from the chunks that follow.
 
+With `sample=N` it also records about N keys spread over the stream (database,
+name, TYPE, absolute expiry: `samples()`), for verification after a restore.
+Sampling costs nothing per key: the parser looks a key's type byte up in a table
+it already uses, and arming a sample points the key types of that table at a
+slow path that records the next key, once. Arms fall on a grid of byte offsets
+(`_feed_sampled` cuts chunks at its points) whose spacing doubles, every other
+sample dropped, whenever 2N samples are held: constant memory, any stream length.
+The first key of every database is sampled too.
+
 On anything it does not understand (an unknown type, a pre-GA module value, a
 damaged length, a truncated stream) it stops counting, says why in
 `unknown_reason`, and keeps passing bytes through. The RDB's CRC64 is recorded
@@ -26,6 +35,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 
 from redis_dr.redis.info import KeyspaceStats
 from redis_dr.redis.rdb import RDB_HEADER_SIZE, RDB_MAGIC
+from redis_dr.redis.rdb_sample import TYPE_NAMES, SampledKey, decode_string
 
 #: Newest RDB format this scanner knows (Redis 7.4).
 NEWEST_RDB_VERSION = 12
@@ -38,6 +48,8 @@ _STR, _LEN, _DOUBLE = 0, 1, 2
 _F4, _F8, _F16 = -4, -8, -16
 _U32: Callable[[bytes, int], tuple[int]] = struct.Struct(">I").unpack_from
 _U64: Callable[[bytes, int], tuple[int]] = struct.Struct(">Q").unpack_from
+_I64_LE: Callable[[bytes, int], tuple[int]] = struct.Struct("<q").unpack_from
+_I32_LE: Callable[[bytes, int], tuple[int]] = struct.Struct("<i").unpack_from
 
 # What a leading byte starts, by kind.
 _K_STRING = 0  # a key whose value is one string (string, listpack, intset, ziplist, zipmap ...)
@@ -47,6 +59,7 @@ _K_STREAM = 3
 _K_MODULE = 4
 _K_OPCODE = 5
 _K_UNKNOWN = 6
+_K_SAMPLE = 7  # a key's type byte while a sample is armed: record this key
 
 # RDB types whose value is a count of elements, each made of these parts (rdb.h numbering).
 _AGGREGATES: dict[int, tuple[int, ...]] = {
@@ -83,6 +96,14 @@ def _kind_of(rdb_type: int) -> int:
 
 
 _KIND = tuple(_kind_of(t) for t in range(256))
+#: Key types are 0-25: arming a sample swaps this prefix of the table in, disarming the plain one.
+_KEY_TYPES_END = 26
+_PLAIN_PREFIX = list(_KIND[:_KEY_TYPES_END])
+_ARMED_PREFIX = [_K_SAMPLE if kind < _K_OPCODE else kind for kind in _PLAIN_PREFIX]
+#: Stored key names longer than this are passed over by the sampler (the next key is taken).
+MAX_SAMPLED_KEY = 4096
+#: The first spacing of the sampling grid, without a size hint.
+_FIRST_STRIDE = 256
 
 # The parser yields the offset in its buffer where it must resume, and is sent the next buffer.
 _Parser = Generator[int, bytes, int]
@@ -206,9 +227,14 @@ class RdbCounter:
     `rdb_version`, `checksum` (the stored CRC64 as hex, "0000000000000000" when the
     server saved without one; not verified), `unknown_reason` (why counting stopped),
     `trailing_bytes` (bytes after the checksum) and `bytes_seen`.
+
+    `sample`: record about that many keys spread over the stream, and the first key of
+    each database (`samples()`); `size`, the stream's expected length if known, spaces
+    them from the start (without it the spacing grows as the stream goes on).
+    Sampling never changes the counts.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sample: int = 0, *, size: int | None = None) -> None:
         self.rdb_version: int | None = None
         self.checksum: str | None = None
         self.unknown_reason: str | None = None
@@ -221,6 +247,15 @@ class RdbCounter:
         self._tail = b""  # bytes the parser asked to see again, with the next chunk
         self._skip = 0  # bytes of the stream still to drop (the rest of a long string)
         self._base = 0  # stream offset of the first byte of the parser's current buffer
+        self._kinds = list(_KIND)  # what each leading byte starts; arming a sample changes it
+        self._sample = sample
+        self._stride = max(_FIRST_STRIDE, (size or 0) // sample) if sample else 0
+        self._next_arm = 0  # stream offset of the next grid point
+        self._armed = False  # the next key is recorded
+        self._armed_for_db = False  # ... as the first key of its database
+        # Samples as (stream offset, db, name, RDB type, expiry): models are built when asked for.
+        self._grid: list[tuple[int, int, bytes, int, int | None]] = []
+        self._db_firsts: list[tuple[int, int, bytes, int, int | None]] = []
         self._parser = self._parse()
         next(self._parser)
 
@@ -242,13 +277,24 @@ class RdbCounter:
         """The RESIZEDB sizes per database seen so far (the saving server's key and expire counts)."""
         return dict(self._hints)
 
+    def samples(self) -> list[SampledKey]:
+        """The keys sampled so far, in stream order (a scan that stopped keeps those before the stop)."""
+        taken = sorted(self._grid + self._db_firsts)
+        return [
+            SampledKey(db=db, key=key, type=TYPE_NAMES[rdb_type], expire_ms=expire_ms)
+            for _, db, key, rdb_type, expire_ms in taken
+        ]
+
     def tap(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """Pass chunks through unchanged, counting the keys of the RDB they carry."""
         try:
             for chunk in chunks:
                 if self.unknown_reason is None:
                     try:
-                        self._feed(chunk)
+                        if self._sample:
+                            self._feed_sampled(chunk)
+                        else:
+                            self._feed(chunk)
                     except _Unknown as exc:
                         self._stop(f"{exc.reason} at byte {self._base + exc.pos}")
                     except Exception as exc:  # never break the data path; report instead
@@ -257,6 +303,56 @@ class RdbCounter:
         finally:
             if not self._done and self.unknown_reason is None:
                 self._stop(f"the RDB ends after {self.bytes_seen} bytes, before its EOF marker")
+
+    def _feed_sampled(self, chunk: bytes) -> None:
+        """Feed `chunk`, arming a sample for each point of the sampling grid it holds.
+
+        The first point in a piece arms at the piece's start; the chunk is cut only at
+        further points (when the grid is finer than the chunks). A point reached while
+        still armed (a value longer than the spacing) ends the cutting of this chunk:
+        pieces stay few whatever the values' sizes.
+        """
+        start, end = 0, len(chunk)
+        while True:
+            offset = self.bytes_seen
+            if self._next_arm < offset + end - start and not self._done:
+                if self._armed and start:
+                    self._feed(chunk[start:])
+                    return
+                self._arm()
+                self._next_arm = (max(offset, self._next_arm) // self._stride + 1) * self._stride
+            cut = start + self._next_arm - offset
+            if cut >= end or self._done:
+                self._feed(chunk[start:] if start else chunk)
+                return
+            self._feed(chunk[start:cut])
+            start = cut
+
+    def _arm(self, *, for_db: bool = False) -> None:
+        """Record the next key whose type byte the parser reads."""
+        self._kinds[:_KEY_TYPES_END] = _ARMED_PREFIX
+        self._armed = True
+        self._armed_for_db = self._armed_for_db or for_db
+
+    def _take(self, offset: int, db: int, key: bytes, rdb_type: int, expire_ms: int | None) -> None:
+        """Record one sampled key and disarm; thin the grid's samples when 2N are held."""
+        self._kinds[:_KEY_TYPES_END] = _PLAIN_PREFIX
+        self._armed = False
+        if self._armed_for_db:
+            self._armed_for_db = False
+            if len(self._db_firsts) < self._sample:
+                self._db_firsts.append((offset, db, key, rdb_type, expire_ms))
+            return
+        self._grid.append((offset, db, key, rdb_type, expire_ms))
+        while len(self._grid) >= 2 * self._sample:  # keep the first sample of each cell of twice the size
+            self._stride *= 2
+            kept, cell = [], -1
+            for taken in self._grid:
+                if taken[0] // self._stride != cell:
+                    kept.append(taken)
+                    cell = taken[0] // self._stride
+            self._grid = kept
+        self._next_arm = -(-self._next_arm // self._stride) * self._stride
 
     def _stop(self, reason: str) -> None:
         self.unknown_reason = reason
@@ -305,8 +401,8 @@ class RdbCounter:
         if not 1 <= version <= NEWEST_RDB_VERSION:
             raise _Unknown(f"RDB version {version} is not one this scanner knows (1-{NEWEST_RDB_VERSION})", 5)
         pos = RDB_HEADER_SIZE
-        db, keys, expires, expiring = 0, 0, 0, False
-        kinds = _KIND
+        db, keys, expires, expiring, expire_ms = 0, 0, 0, False, 0
+        kinds = self._kinds
         while True:
             try:
                 t = buf[pos]
@@ -348,15 +444,23 @@ class RdbCounter:
                     expiring = False
                 buf, pos = yield from _value(buf, pos, t, kind)
             elif t == _OP_EXPIRETIME_MS:
-                buf, pos = yield from _parts(buf, pos + 1, 1, (_F8,))
+                if pos + 9 <= len(buf):
+                    expire_ms = _I64_LE(buf, pos + 1)[0]
+                    pos += 9
+                else:
+                    buf, pos, raw = yield from _fixed(buf, pos + 1, 8)
+                    expire_ms = _I64_LE(raw, 0)[0]
                 expiring = True
             elif t == _OP_EXPIRETIME:
-                buf, pos = yield from _parts(buf, pos + 1, 1, (_F4,))
+                buf, pos, raw = yield from _fixed(buf, pos + 1, 4)
+                expire_ms = _I32_LE(raw, 0)[0] * 1000
                 expiring = True
             elif t == _OP_SELECTDB:
                 self._flush(db, keys, expires)
                 buf, pos, db = yield from _length(buf, pos + 1)
                 keys, expires = self._keys.get(db, 0), self._expires.get(db, 0)
+                if self._sample:
+                    self._arm(for_db=True)
             elif t == _OP_RESIZEDB:
                 buf, pos, size = yield from _length(buf, pos + 1)
                 buf, pos, expires_size = yield from _length(buf, pos)
@@ -371,6 +475,18 @@ class RdbCounter:
                     self.checksum = bytes(buf[pos : pos + 8])[::-1].hex()
                     pos += 8
                 return pos
+            elif kind == _K_SAMPLE:  # a key's type byte while armed: the slow path, recording it
+                offset = self._base + pos
+                buf, pos, name = yield from _key_name(buf, pos + 1)
+                keys += 1
+                expiry = None
+                if expiring:
+                    expires += 1
+                    expiring = False
+                    expiry = expire_ms
+                if name is not None:
+                    self._take(offset, db, name, t, expiry)
+                buf, pos = yield from _value(buf, pos, t, _KIND[t])
             else:
                 buf, pos = yield from _opcode(buf, pos, t)
 
@@ -390,6 +506,39 @@ def _length(buf: bytes, pos: int) -> Generator[int, bytes, tuple[bytes, int, int
             pos = 0
         else:
             return buf, end, value
+
+
+def _fixed(buf: bytes, pos: int, size: int) -> Generator[int, bytes, tuple[bytes, int, bytes]]:
+    """Read `size` bytes, waiting for more data if they are cut off."""
+    while len(buf) - pos < size:
+        buf = yield pos
+        pos = 0
+    return buf, pos + size, bytes(buf[pos : pos + size])
+
+
+def _key_name(buf: bytes, pos: int) -> Generator[int, bytes, tuple[bytes, int, bytes | None]]:
+    """Read a key's name whole (the end of the buffer after it); None, and the name skipped, if it
+    is longer than MAX_SAMPLED_KEY stored or does not decode (e.g. damaged LZF)."""
+    while True:
+        try:
+            end = _str_end(buf, pos)
+        except (IndexError, struct.error):
+            buf = yield pos
+            pos = 0
+            continue
+        if end - pos > MAX_SAMPLED_KEY:
+            if end > len(buf):  # the rest of it is in chunks still to come
+                buf = yield end
+                end = 0
+            return buf, end, None
+        if end > len(buf):
+            buf = yield pos
+            pos = 0
+            continue
+        try:
+            return buf, end, decode_string(bytes(buf[pos:end]))
+        except (ValueError, IndexError, struct.error):
+            return buf, end, None
 
 
 def _parts(buf: bytes, pos: int, count: int, parts: tuple[int, ...]) -> _Step:
@@ -520,9 +669,9 @@ def _opcode(buf: bytes, pos: int, opcode: int) -> _Step:
     raise _Unknown(f"unknown RDB opcode {opcode}", pos - 1)
 
 
-def count_rdb(chunks: Iterable[bytes]) -> RdbCounter:
+def count_rdb(chunks: Iterable[bytes], sample: int = 0) -> RdbCounter:
     """Scan a whole RDB (e.g. a file's chunks) and return the counter."""
-    counter = RdbCounter()
+    counter = RdbCounter(sample)
     for _ in counter.tap(chunks):
         pass
     return counter
