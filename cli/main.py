@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every expected failure becomes one line on stderr and an exit code."""
+    args: argparse.Namespace | None = None
     try:
         with sigterm_as_interrupt():
             args = build_parser().parse_args(argv)  # inside: an argument's `type=` may raise ConfigError
@@ -80,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _explain(exc)
         return exc.exit_code
     except KeyboardInterrupt as exc:
-        say(INTERRUPTED)
+        say(getattr(args, "interrupted", None) or INTERRUPTED)
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     except Exception as exc:
         _explain(exc, unexpected=True)

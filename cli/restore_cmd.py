@@ -27,6 +27,12 @@ _EPILOG = (
 )
 
 
+INTERRUPTED = (
+    "redis-dr: interrupted: what the restore had begun was undone first: staged files removed, and "
+    "after the stop the previous files put back and the target started (see the lines above)"
+)
+
+
 def register(sub: Any) -> None:
     """Add the `restore` subcommand."""
     parser = sub.add_parser("restore", help="restore a backup into a target, verified", epilog=_EPILOG)
@@ -60,7 +66,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--yes", action="store_true", help="approve the plan without asking")
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, interrupted=INTERRUPTED)
 
 
 def request_from_args(args: argparse.Namespace) -> RestoreRequest:

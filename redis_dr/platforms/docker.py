@@ -583,6 +583,12 @@ class DockerPlatform(Platform):
         client = open_client(endpoint, socket_timeout=min(timeout, 10.0), connect_timeout=min(timeout, 2.0))
         try:
             client.ping()
+        except redis.BusyLoadingError:
+            # Loading: it refuses SHUTDOWN, and `docker stop`'s SIGTERM is acted on only after
+            # the load (then it saves). What it holds came from disk: killing it loses nothing.
+            client.close()
+            self.kill()
+            return True
         except redis.RedisError:
             client.close()
             return False

@@ -641,6 +641,11 @@ class LocalPlatform(Platform):
             # refused password is one (AuthenticationError).
             client.ping()
             client.shutdown(nosave=True)
+        except redis.BusyLoadingError:
+            # Loading (a restore's start that is being rolled back): it refuses SHUTDOWN, and a
+            # SIGTERM would only be acted on after the load, then save. What it holds came from
+            # disk: nothing is lost by killing it.
+            self.kill()
         except redis.AuthenticationError:
             raise AccessDeniedError(self._auth_hint(endpoint)) from None
         except redis.exceptions.NoPermissionError:

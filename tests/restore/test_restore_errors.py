@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pyrage
 import pytest
+import redis
 
 from redis_dr.catalog import Catalog
 from redis_dr.platforms.base import ServerState
@@ -195,3 +200,55 @@ def test_replay_into_a_server_that_does_not_answer(storage: str, capsys: pytest.
                            "--redis-url", url, "--yes")  # fmt: skip
     assert code == 6
     assert_one_clear_error(err, "does not answer")
+
+
+def test_sigterm_while_the_target_loads_the_backup_puts_the_previous_data_back(
+    storage: str, redis_factory: Callable[..., RedisServer], local_target_factory: Factory, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    big = redis_factory()
+    big.client().mset({f"session:{i}": i for i in range(3000)})
+    url = f"file://{tmp_path / 'big'}"
+    code, _, err = run_cli(capsys, "backup", "--redis-url", big.url, "--storage", url, "--instance", "sessions")
+    assert code == 0, err
+    # 2 ms per key at load (a hidden debug setting): the restored file takes ~6 s to load, ours 20 ms;
+    # and the server answers INFO while it loads (events processed every KiB, not every 2 MB).
+    target = local_target_factory(
+        {"save": "3600 1", "key-load-delay": "2000", "loading-process-events-interval-bytes": "1024"}
+    )
+    target.client().mset({f"old:{i}": i for i in range(10)})
+    target.client().save()
+    untouched_files = Untouched(target).state[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *restore_args(url, target.platform.target, "--no-checkpoint")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until_loading(target, process)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, err
+    assert "previous files put back" in err.strip().splitlines()[-1]
+    assert target.platform.state() is ServerState.RUNNING
+    assert sorted(target.client().keys("*")) == sorted(f"old:{i}".encode() for i in range(10))
+    assert Untouched(target).state[2] == untouched_files
+
+
+def wait_until_loading(target: TargetServer, process: subprocess.Popen[str]) -> None:
+    """Block until the target (restarted by the restore) is loading, while the restore runs."""
+    deadline = time.monotonic() + 120
+    while True:
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "the target never started loading the backup"
+        try:
+            # No CLIENT SETINFO on connect: a loading server refuses it (INFO it answers).
+            client = target.client(socket_timeout=1, lib_name=None, lib_version=None)
+            if client.info("persistence").get("loading") == 1:
+                return
+        except redis.RedisError:
+            pass  # stopped, or starting: not loading yet
+        time.sleep(0.02)
