@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import posixpath
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +20,8 @@ from redis_dr.platforms.base import DataLayout
 #: Directives that may appear several times and add up instead of replacing each other.
 _REPEATABLE = {"save", "user", "include", "loadmodule", "rename-command"}
 _MAX_INCLUDE_DEPTH = 16
+#: Redis's directive names: letters, digits and dashes (`client-output-buffer-limit`).
+_DIRECTIVE = re.compile(r"^[a-z][a-z0-9-]*$")
 #: What C's isspace() calls space (Redis splits on these; Python's str.isspace() knows many more).
 _SPACE = frozenset(" \t\n\v\f\r")
 Reader = Callable[[str], str]
@@ -210,6 +213,9 @@ def parse_config(
         if not args:
             continue
         name, rest = args[0].lower(), args[1:]
+        if not _DIRECTIVE.match(name):
+            # The line is not shown: a file named by mistake may hold secrets (/etc/shadow).
+            raise ConfigError(f"{path} line {number} is not a Redis directive: is {path} a redis.conf?")
         if name == "include":
             if len(rest) != 1:
                 raise ConfigError(f"{path} line {number}: include takes one path")

@@ -127,3 +127,10 @@ def test_requirepass_not_in_repr() -> None:
     config = parse_config("/r.conf", reader({"/r.conf": "requirepass top-secret-pw\n"}))
     assert config.requirepass == "top-secret-pw"
     assert "top-secret-pw" not in repr(config)
+
+
+def test_a_file_that_is_not_a_redis_conf_is_refused_without_showing_its_lines() -> None:
+    shadow = "root:$6$secret-hash:19000:0:99999:7:::\n"
+    with pytest.raises(ConfigError, match=r"/etc/shadow line 1 is not a Redis directive") as caught:
+        parse_config("/etc/shadow", lambda path: shadow)
+    assert "secret-hash" not in str(caught.value)
