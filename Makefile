@@ -6,12 +6,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint unit bench deps system-deps clean
+.PHONY: help demo test lint unit bench bench-restore deps system-deps clean
 
 help:
 	@echo "make demo   back up a throwaway Redis session store into ./backups (temporary local Prefect API)"
 	@echo "make test   lint, type-check and run every test against real servers"
 	@echo "make bench  measure backups of ~100 MB and ~1 GB against the runbook pipeline"
+	@echo "make bench-restore  measure restores of ~100 MB and ~1 GB against a bare load and the runbook"
 
 .venv/.synced: pyproject.toml uv.lock Makefile
 	@UV="$$(infra/install-uv.sh)" && "$$UV" sync --frozen --quiet --compile-bytecode
@@ -35,6 +36,9 @@ test: deps system-deps lint
 
 bench: deps system-deps
 	.venv/bin/python benchmarks/backup_bench.py --sizes 100MB,1GB
+
+bench-restore: deps system-deps
+	.venv/bin/python benchmarks/restore_bench.py --sizes 100MB,1GB
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -638,6 +638,28 @@ def run_table(runs: list[Run]) -> str:
 # ---------------------------------------------------------------- main
 
 
+def code_version() -> str:
+    """Which code was measured: the commit, and whether the working tree differed from it."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return f"code: {REPO} (not a git work tree)"
+    return f"code: commit {head}" + (" plus uncommitted changes" if dirty else "")  # fmt: skip
+
+
 def progress_line(r: Run) -> str:
     phases = json.dumps({k: round(v, 2) for k, v in r.phases.items()})
     status = "ok" if r.ok else "FAILED " + r.error[:400]
@@ -687,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-dr", default=str(Path(sys.executable).parent / "redis-dr"))
     parser.add_argument("--results-dir", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--no-save", action="store_true", help="print only, write no result file")
+    parser.add_argument("--note", action="append", default=[], help="a line for the results' notes")
     parser.add_argument(
         "--work-dir", type=Path, default=None, help="parent of the scratch dir (system temp; ~8x the size)"
     )
@@ -701,7 +724,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = load_average()
     runs: list[Run] = []
-    notes: list[str] = []
+    notes: list[str] = [*args.note, code_version()]
     datasets: dict[str, Dataset] = {}
     work = Path(tempfile.mkdtemp(prefix="redis-dr-restore-bench-", dir=args.work_dir))
     bench: Bench | None = None
