@@ -5,28 +5,40 @@ directory, every byte checked against the manifest, while the server still
 serves: a corrupt object or a wrong key fails here, with the target untouched.
 The downtime is then only stop + renames + load. Any failure after the stop
 swaps the previous files back and starts the target again.
+
+As the backup's RDB streams into staging, the scanner samples keys from it
+(name, type, expiry): verification then looks them up on the restored server,
+at no extra read of the backup.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
 
 from redis_dr.errors import IntegrityError, PermanentError, RedisDRError, TransientError
+from redis_dr.manifest import BackupKind, Manifest, StoredFile
 from redis_dr.platforms.base import Platform, ServerState, Swap, aside_dir
 from redis_dr.redis.connection import RedisEndpoint, open_client
 from redis_dr.redis.info import ServerFacts, read_server_facts
+from redis_dr.redis.rdb_scan import RdbCounter
 from redis_dr.restore.placement import Placement
 from redis_dr.restore.source import BackupSource
+from redis_dr.restore.verify import KeySample
 
 #: How long a stop, a start and a load may take before the restore gives up (and rolls back).
 STOP_TIMEOUT = 60.0
 START_TIMEOUT = 60.0
 LOAD_TIMEOUT = 1800.0
 _POLL = 0.05
+#: Keys sampled from the backup's RDB while it is staged (and the first key of each database).
+SAMPLE_KEYS = 100
+_AOF_BASE = re.compile(r"\.base\.(rdb|aof)$")
+_AOF_INCR = re.compile(r"\.incr\.aof$")
 
 
 class RollbackFailedError(PermanentError):
@@ -40,17 +52,71 @@ class RestoreFailedError(PermanentError):
 
 
 def stage(
-    platform: Platform, source: BackupSource, placement: Placement, tag: str, identities: list[Any]
-) -> None:
-    """Write every file of the placement into the staging directory; nothing staged is left on failure."""
+    platform: Platform,
+    source: BackupSource,
+    placement: Placement,
+    tag: str,
+    identities: list[Any],
+    *,
+    sample_keys: int = SAMPLE_KEYS,
+) -> KeySample:
+    """Write every file of the placement into the staging directory; nothing staged is left on failure.
+
+    Returns the keys sampled from the backup's RDB on the way (for an AOF backup, from
+    its base file when that is an RDB), or why there are none.
+    """
+    sampled, sample = _sampled_file(source.manifest)
+    counter: RdbCounter | None = None
     try:
         for name, stored in placement.files.items():
-            platform.stage_file(tag, name, source.read(stored, identities), stored.raw_size)
+            chunks: Iterator[bytes] = source.read(stored, identities)
+            if stored == sampled:
+                counter = RdbCounter(sample=sample_keys, size=stored.raw_size)
+                chunks = counter.tap(chunks)
+            platform.stage_file(tag, name, chunks, stored.raw_size)
         for name, data in placement.generated.items():
             platform.stage_file(tag, name, [data], len(data))
     except BaseException:
         platform.discard_staging(tag)
         raise
+    if counter is not None:
+        sample = _sample_of(counter, sampled, sample)
+    return sample
+
+
+def _sampled_file(manifest: Manifest) -> tuple[StoredFile | None, KeySample]:
+    """The backup file to sample keys from, and the sample as far as the manifest tells."""
+    if manifest.kind is not BackupKind.AOF:
+        return manifest.files[0], KeySample()
+    bases = [stored for stored in manifest.files if _AOF_BASE.search(stored.original_name or stored.name)]
+    incr = sum(
+        stored.raw_size for stored in manifest.files if _AOF_INCR.search(stored.original_name or stored.name)
+    )
+    later = f"the AOF's incr files ({incr} bytes of commands) apply after the base the keys come from"
+    if not bases:
+        return None, KeySample(missing="no keys sampled: the AOF backup has no base file")
+    base = bases[0]
+    if (base.original_name or base.name).endswith(".aof"):
+        return None, KeySample(
+            missing=f"no keys sampled: the AOF backup's base file {base.original_name or base.name} holds "
+            "commands, not an RDB (aof-use-rdb-preamble no)"
+        )
+    return base, KeySample(later_writes=later if incr else None)
+
+
+def _sample_of(counter: RdbCounter, stored: StoredFile | None, sample: KeySample) -> KeySample:
+    """The sample the scan took, saying so when the scan did not read the whole RDB."""
+    keys = counter.samples()
+    missing = None
+    if not counter.complete:
+        name = stored.original_name or stored.name if stored else "the backup"
+        if counter.rdb_version is None:
+            missing = f"no keys sampled: {name} is not an RDB ({counter.unknown_reason})"
+        elif keys:
+            missing = f"keys sampled from the start of {name} only: {counter.unknown_reason}"
+        else:
+            missing = f"no keys sampled from {name}: {counter.unknown_reason}"
+    return sample.model_copy(update={"sampled": keys, "missing": missing})
 
 
 def wait_loaded(

@@ -5,13 +5,21 @@ at load because their expiry had passed counted apart (INFO's
 `rdb_last_load_keys_expired`): a session store always has some. Counts a
 client may have changed since the start (per database) warn; what the load
 itself reports must match exactly.
+
+After a restore by file, keys sampled from the backup's RDB while it was staged
+(`KeySample`) are looked up on the server: present (or expired since, as their
+TTL said), with the same TYPE, and with an expiry exactly where the backup had
+one (PEXPIRETIME equals the absolute expiry the RDB holds).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 import redis
 from pydantic import BaseModel, Field
@@ -21,7 +29,8 @@ from redis_dr.platforms.base import DataLayout
 from redis_dr.redis.connection import RedisEndpoint, open_client
 from redis_dr.redis.errors import translate
 from redis_dr.redis.info import KeyspaceStats, ServerFacts
-from redis_dr.restore.compare import compare_keys, describe_key, sample_keys
+from redis_dr.redis.rdb_sample import BUILTIN_TYPES, SampledKey
+from redis_dr.restore.compare import EXPIRY_TOLERANCE_MS, compare_keys, describe_key, sample_keys
 from redis_dr.restore.replay import ReplayResult
 from redis_dr.restore.throwaway import LoadReport
 
@@ -172,32 +181,122 @@ def check_persistence(report: VerifyReport, facts: ServerFacts, layout: DataLayo
         report.add("persistence", Result.PASS, f"{aof}, no failed save or AOF write")
 
 
-def check_samples(report: VerifyReport, endpoint: RedisEndpoint, count: int) -> None:
-    """Read `count` random keys of every database with keys: each has a type and can be dumped."""
-    problems, seen = [], 0
-    for db in sorted(db for db, stats in report.actual.items() if stats.key_count):
+class KeySample(BaseModel):
+    """Keys of the backup's RDB sampled while it was staged, for verification to look up."""
+
+    #: The keys, in RDB order (the field is not named `keys`: Prefect takes a model with a
+    #: `keys` attribute for a mapping when it passes it between tasks).
+    sampled: list[SampledKey] = Field(default_factory=list)
+    #: Why no keys, or keys of only part of the RDB, were sampled (a warning in the report).
+    missing: str | None = None
+    #: Why the restored data may rightly differ from the sample (an AOF's incr files apply
+    #: after the base it was taken from): a difference then warns instead of failing.
+    later_writes: str | None = None
+
+
+def check_sampled_keys(report: VerifyReport, endpoint: RedisEndpoint, sample: KeySample) -> None:
+    """Each sampled key on the server: present (or expired since, as its TTL said), the same
+    TYPE, an expiry iff the backup had one and at the same absolute time."""
+    if sample.missing is not None:
+        report.add("key sample", Result.WARN, sample.missing)
+    if not sample.sampled:
+        if sample.missing is None:
+            report.add("sampled keys", Result.PASS, "the backup's RDB holds no key to sample")
+        return
+    by_db: dict[int, list[SampledKey]] = defaultdict(list)
+    for sampled in sample.sampled:
+        by_db[sampled.db].append(sampled)
+    problems: list[str] = []
+    expired = 0
+    for db, keys in sorted(by_db.items()):
         client = open_client(dataclasses.replace(endpoint, db=db))
         try:
-            for _ in range(count):
-                key = client.randomkey()
-                if key is None:
-                    break
-                seen += 1
-                if client.type(key) == b"none":
-                    continue  # expired between RANDOMKEY and TYPE
-                if client.dump(key) is None and client.exists(key):
-                    problems.append(f"db{db} {key!r}: DUMP returned nothing")
+            types, expiries, now_ms, tolerance = _look_up(client, [sampled.key for sampled in keys])
         except redis.ResponseError as exc:
-            report.add("sampled keys", Result.WARN, f"could not sample keys: {exc}")
+            report.add("sampled keys", Result.WARN, f"could not look up the sampled keys: {exc}")
             return
         except Exception as exc:
-            raise translate(exc, endpoint, "RANDOMKEY") from None
+            raise translate(exc, endpoint, "sampled keys") from None
         finally:
             client.close()
+        for sampled, kind, expiry in zip(keys, types, expiries, strict=True):
+            if kind == "none" and sampled.expire_ms is not None and sampled.expire_ms <= now_ms:
+                expired += 1
+                continue
+            difference = _sample_difference(sampled, kind, expiry, tolerance)
+            if difference is not None:
+                problems.append(f"db{db} key {describe_key(sampled.key)}: {difference}")
+    total = len(sample.sampled)
     if problems:
-        report.add("sampled keys", Result.FAIL, "; ".join(problems[:3]))
-    else:
-        report.add("sampled keys", Result.PASS, f"{seen} random keys read")
+        detail = f"{len(problems)} of {total} keys sampled from the backup differ: " + "; ".join(problems[:3])
+        if sample.later_writes is not None:
+            report.add("sampled keys", Result.WARN, f"{detail} ({sample.later_writes})")
+        else:
+            report.add("sampled keys", Result.FAIL, detail)
+        return
+    gone = f"; {expired} expired since, as their TTL said" if expired else ""
+    report.add(
+        "sampled keys",
+        Result.PASS,
+        f"{total} keys sampled from the backup while it was staged: each present with its type and "
+        f"expiry{gone}",
+    )
+
+
+def _look_up(client: redis.Redis, keys: list[bytes]) -> tuple[list[str], list[int | None], int, int]:
+    """TYPE and absolute expiry (ms, None: none) of each key, the server's time in ms, and how far
+    apart expiries may be: 0 with PEXPIRETIME (Redis 7), else PTTL + TIME's tolerance."""
+    for command, tolerance in (("PEXPIRETIME", 0), ("PTTL", EXPIRY_TOLERANCE_MS)):
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.type(key)
+            pipe.execute_command(command, key)  # type: ignore[no-untyped-call]
+        pipe.time()
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        errors = [reply for reply in replies[1::2] if isinstance(reply, redis.ResponseError)]
+        if errors and command == "PEXPIRETIME" and "unknown command" in str(errors[0]).lower():
+            continue  # before Redis 7.0 (or renamed away): the remaining time instead
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        seconds, micros = replies[-1]
+        now_ms = seconds * 1000 + micros // 1000
+        types = [_text(reply) for reply in replies[:-1:2]]
+        expiries = [
+            None if reply < 0 else (reply if tolerance == 0 else now_ms + reply) for reply in replies[1:-1:2]
+        ]
+        return types, expiries, now_ms, tolerance
+    raise AssertionError("unreachable: PTTL is always there")
+
+
+def _sample_difference(sampled: SampledKey, kind: str, expiry: int | None, tolerance: int) -> str | None:
+    """How the server's key differs from the sampled one; None when it matches."""
+    want = sampled.expire_ms
+    if kind == "none":
+        return f"missing (the backup has a {sampled.type}" + (f" expiring {_when(want)})" if want else ")")
+    if sampled.type == "module" and kind not in BUILTIN_TYPES:
+        pass  # a module's value: its TYPE is the module's type name
+    elif kind != sampled.type:
+        return f"a {kind} on the server, a {sampled.type} in the backup"
+    if want is None and expiry is not None:
+        return f"expires {_when(expiry)} on the server, never in the backup"
+    if want is not None and expiry is None:
+        return f"never expires on the server, {_when(want)} in the backup"
+    if want is not None and expiry is not None and abs(expiry - want) > tolerance:
+        return f"expires {expiry - want:+d} ms from the backup's {_when(want)}"
+    return None
+
+
+def _when(ms: int) -> str:
+    """An absolute expiry for messages: UTC to the millisecond."""
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    except (OverflowError, ValueError, OSError):
+        return f"at {ms} ms"
+
+
+def _text(reply: object) -> str:
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
 def check_replay(
