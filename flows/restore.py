@@ -143,11 +143,11 @@ def restore_by_file(run: RestoreRun, source: SourceRef, placement: Any, log: Any
     request, clock = run.request, run.clock
     run.step = "fetch"
     with clock.phase("fetch"):
-        stage_backup(request, source, placement, run.tag)
+        _, sample = stage_backup(request, source, placement, run.tag)
     log.info("staged %d file(s) in the target's data directory; stopping it", len(placement.files))
     run.step = "stop, place, load, verify"
     try:
-        result = swap_and_start(request, source, placement, run.tag)
+        result = swap_and_start(request, source, placement, run.tag, sample)
     finally:
         try:
             discard_staging(request, run.tag)

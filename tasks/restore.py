@@ -34,19 +34,20 @@ from redis_dr.restore.request import RestoreRequest
 from redis_dr.restore.source import PRE_RESTORE_LABEL, SourceRef, choose_backup
 from redis_dr.restore.throwaway import load_throwaway
 from redis_dr.restore.verify import (
+    KeySample,
     VerifyReport,
     check_load,
     check_marker,
     check_persistence,
     check_replay,
     check_replayed_samples,
-    check_samples,
+    check_sampled_keys,
 )
 from redis_dr.storage import open_storage
 from tasks.policy import MARGIN_SECONDS, RETRY_POLICY, STREAM_SECONDS, storage_timeout
 from tasks.secrets import redis_endpoint, resolve_secret
 
-#: Random keys read per database after a restore.
+#: Keys per database compared with the throwaway server after a replay.
 SAMPLE_KEYS = 20
 
 
@@ -148,17 +149,20 @@ def checkpoint(request: RestoreRequest, tag: str) -> Manifest:
 
 
 @task(name="stage-backup", timeout_seconds=STREAM_SECONDS, **RETRY_POLICY)
-def stage_backup(request: RestoreRequest, source: SourceRef, placement: Placement, tag: str) -> float:
-    """Write the backup into the target's data directory (staging), every byte checked."""
+def stage_backup(
+    request: RestoreRequest, source: SourceRef, placement: Placement, tag: str
+) -> tuple[float, KeySample]:
+    """Write the backup into the target's data directory (staging), every byte checked; return
+    the seconds it took and the keys sampled from the backup's RDB on the way."""
     platform = target_platform(request)
     assert platform is not None
     clock = time.monotonic()
     opened = source.open()
     try:
-        file_restore.stage(platform, opened, placement, tag, identities(request))
+        sample = file_restore.stage(platform, opened, placement, tag, identities(request))
     finally:
         opened.close()
-    return time.monotonic() - clock
+    return time.monotonic() - clock, sample
 
 
 @task(name="discard-staging", timeout_seconds=MARGIN_SECONDS * 2, **RETRY_POLICY)
@@ -171,9 +175,14 @@ def discard_staging(request: RestoreRequest, tag: str) -> None:
 
 @task(name="swap-and-start", timeout_seconds=file_restore.LOAD_TIMEOUT + 4 * MARGIN_SECONDS)
 def swap_and_start(
-    request: RestoreRequest, source: SourceRef, placement: Placement, tag: str
+    request: RestoreRequest,
+    source: SourceRef,
+    placement: Placement,
+    tag: str,
+    sample: KeySample | None = None,
 ) -> FileRestoreResult:
-    """Stop the target, swap the staged files in, start it, verify; roll back on any failure."""
+    """Stop the target, swap the staged files in, start it, verify (with the keys `stage_backup`
+    sampled); roll back on any failure."""
     platform = target_platform(request)
     assert platform is not None
     endpoint = target_endpoint(request, platform)
@@ -184,7 +193,7 @@ def swap_and_start(
     layout = platform.layout()
 
     def check(facts: ServerFacts) -> None:
-        verify(report, source.manifest, facts, endpoint, tag, layout)
+        verify(report, source.manifest, facts, endpoint, tag, layout, sample)
         if report.failures:
             raise VerificationError(report)
 
@@ -204,8 +213,9 @@ def verify(
     endpoint: RedisEndpoint,
     tag: str,
     layout: Any,
+    sample: KeySample | None = None,
 ) -> None:
-    """Every check after a load: counts, persistence, a test write, sampled keys."""
+    """Every check after a load: counts, persistence, a test write, the keys sampled while staging."""
     check_load(report, manifest, facts)
     check_persistence(report, facts, layout)
     client = open_client(endpoint)
@@ -213,7 +223,7 @@ def verify(
         check_marker(report, client, endpoint, tag)
     finally:
         client.close()
-    check_samples(report, endpoint, SAMPLE_KEYS)
+    check_sampled_keys(report, endpoint, sample or KeySample(missing="no keys were sampled while staging"))
 
 
 @dataclasses.dataclass
