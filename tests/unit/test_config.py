@@ -163,3 +163,46 @@ def test_a_location_named_twice_is_refused(second: str) -> None:
             instance="sessions", redis_url="redis://127.0.0.1:6379/0",
             storage=["file:///var/backups/redis", second],
         )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"redis_url": None}, "say which server to back up"),
+        ({"kind": "aof"}, "kind aof copies the server's AOF files: name its target"),
+        ({"kind": "aof", "target": "docker://redis", "mode": "bgsave"}, "mode bgsave and dump_path are for kind rdb"),
+        ({"target": "redis://h:1"}, "give a live server's URL as redis_url"),
+        ({"target": "docker://redis", "dump_path": "/x"}, "the target tells where its dump is"),
+        ({"kind": "volume-snapshot"}, "not taken by redis-dr backup"),
+        ({"target": "ftp://x"}, "target 'ftp://x' is not understood"),
+    ],
+)
+def test_targets_and_kinds_that_do_not_fit_are_refused(fields: dict[str, object], expected: str) -> None:
+    base: dict[str, object] = {"instance": "sessions", "redis_url": "redis://h:6379/0", "storage": "file:///x"}
+    merged = {k: v for k, v in {**base, **fields}.items() if v is not None}
+    with pytest.raises(ConfigError, match=expected) as caught:
+        build_request(**merged)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_target_alone_names_the_server() -> None:
+    aof = build_request(instance="sessions", storage="file:///x", kind="aof", target="compose://shop/redis")
+    assert aof.redis_url is None and aof.source() == "compose://shop/redis" and aof.how() == "AOF copy"
+    bgsave = build_request(instance="sessions", storage="file:///x", mode="bgsave", target="docker://redis")
+    assert bgsave.how() == "bgsave mode"
+
+
+def test_environment_files_pass_file_targets_to_backups(tmp_path: Path) -> None:
+    path = tmp_path / "env.yaml"
+    path.write_text(
+        "environment: staging\ninstances:\n"
+        "  aof:\n    storage: file:///x\n    kind: aof\n    target: docker://redis\n"
+        "    target_settings: {owner: '999:999'}\n"
+        "  live:\n    redis_url: redis://h:1/0\n    storage: file:///x\n    target: redis://h:1/0\n"
+    )
+    env = load_environment(path)
+    aof = env.backup_request("aof")
+    assert aof.target == "docker://redis" and aof.target_settings is not None
+    assert aof.target_settings.owner == "999:999"
+    live = env.backup_request("live")  # a replay-only target says nothing more than redis_url
+    assert live.target is None and live.redis_url == "redis://h:1/0"
