@@ -301,3 +301,42 @@ def test_aof_backup_of_a_busy_docker_target(docker_target_factory: Factory, tmp_
         assert assert_consistent_copy(manifest, loaded, static, acked_before) > 0
     finally:
         loaded.stop()
+
+
+def test_an_aof_backup_restores_into_an_appendonly_target(
+    local_target_factory: Factory, tmp_path: Path, capsys: pytest.CaptureFixture[str], prefect_harness: None
+) -> None:
+    """`redis-dr backup --kind aof`, then `redis-dr restore` places the AOF directory; it survives a restart."""
+    from tests.integration.cli import run_cli
+
+    source = local_target_factory(AOF_CONFIG)
+    static = prepare(source)
+    source.client().set("in-the-incr-file", "yes")
+    expected = read_dataset(source.client())
+    target = local_target_factory(AOF_CONFIG)
+    target.client().set("old", "data")
+    base = ["--storage", f"file://{tmp_path / 'store'}", "--instance", "sessions"]
+
+    code, out, err = run_cli(capsys, "backup", "--kind", "aof", "--target", source.platform.target, *base)
+    assert code == 0, err
+    assert "appendonly.aof.manifest" in err
+    code, _, err = run_cli(
+        capsys, "restore", *base, "--backup", out.strip(), "--target", target.platform.target, "--yes",
+        "--no-checkpoint",
+    )  # fmt: skip
+    assert code == 0, err
+
+    client = target.client()
+    assert read_dataset(client) == expected and static.keys() <= expected.keys()
+    assert client.info("persistence")["aof_enabled"] == 1
+    target.platform.stop(30)
+    target.platform.start(30)
+    wait_until(lambda: _answers(target), "the target to load again")
+    assert read_dataset(target.client()) == expected
+
+
+def _answers(target: TargetServer) -> bool:
+    try:
+        return bool(target.client().ping())
+    except Exception:
+        return False
