@@ -18,9 +18,10 @@ name, TYPE, absolute expiry: `samples()`), for verification after a restore.
 Sampling costs nothing per key: the parser looks a key's type byte up in a table
 it already uses, and arming a sample points the key types of that table at a
 slow path that records the next key, once. Arms fall on a grid of byte offsets
-(`_feed_sampled` cuts chunks at its points) whose spacing doubles, every other
-sample dropped, whenever 2N samples are held: constant memory, any stream length.
-The first key of every database is sampled too.
+(`_feed_sampled` cuts chunks at its points, but for those inside a long string):
+its spacing is size / N when the size is known, and doubles, every other sample
+dropped, whenever 2N samples are held: constant memory, any stream length. The
+first key of every database is sampled too.
 
 On anything it does not understand (an unknown type, a pre-GA module value, a
 damaged length, a truncated stream) it stops counting, says why in
@@ -102,8 +103,10 @@ _PLAIN_PREFIX = list(_KIND[:_KEY_TYPES_END])
 _ARMED_PREFIX = [_K_SAMPLE if kind < _K_OPCODE else kind for kind in _PLAIN_PREFIX]
 #: Stored key names longer than this are passed over by the sampler (the next key is taken).
 MAX_SAMPLED_KEY = 4096
-#: The first spacing of the sampling grid, without a size hint.
-_FIRST_STRIDE = 256
+#: The spacing of the sampling grid: at least this with a size hint; without one, this first
+#: (a grid much finer than the chunks would cut them into many pieces before it had grown).
+_MIN_STRIDE = 256
+_FIRST_STRIDE = 1 << 16
 
 # The parser yields the offset in its buffer where it must resume, and is sent the next buffer.
 _Parser = Generator[int, bytes, int]
@@ -249,9 +252,8 @@ class RdbCounter:
         self._base = 0  # stream offset of the first byte of the parser's current buffer
         self._kinds = list(_KIND)  # what each leading byte starts; arming a sample changes it
         self._sample = sample
-        self._stride = max(_FIRST_STRIDE, (size or 0) // sample) if sample else 0
+        self._stride = (max(_MIN_STRIDE, size // sample) if size else _FIRST_STRIDE) if sample else 0
         self._next_arm = 0  # stream offset of the next grid point
-        self._armed = False  # the next key is recorded
         self._armed_for_db = False  # ... as the first key of its database
         # Samples as (stream offset, db, name, RDB type, expiry): models are built when asked for.
         self._grid: list[tuple[int, int, bytes, int, int | None]] = []
@@ -307,20 +309,17 @@ class RdbCounter:
     def _feed_sampled(self, chunk: bytes) -> None:
         """Feed `chunk`, arming a sample for each point of the sampling grid it holds.
 
-        The first point in a piece arms at the piece's start; the chunk is cut only at
-        further points (when the grid is finer than the chunks). A point reached while
-        still armed (a value longer than the spacing) ends the cutting of this chunk:
-        pieces stay few whatever the values' sizes.
+        The first point in a piece arms at the piece's start; the chunk is cut at the
+        further points (when the grid is finer than the chunks), except those inside
+        a string being skipped: one arm takes the first key after it.
         """
         start, end = 0, len(chunk)
         while True:
             offset = self.bytes_seen
             if self._next_arm < offset + end - start and not self._done:
-                if self._armed and start:
-                    self._feed(chunk[start:])
-                    return
                 self._arm()
-                self._next_arm = (max(offset, self._next_arm) // self._stride + 1) * self._stride
+                after = max(offset + self._skip, self._next_arm)
+                self._next_arm = (after // self._stride + 1) * self._stride
             cut = start + self._next_arm - offset
             if cut >= end or self._done:
                 self._feed(chunk[start:] if start else chunk)
@@ -331,13 +330,11 @@ class RdbCounter:
     def _arm(self, *, for_db: bool = False) -> None:
         """Record the next key whose type byte the parser reads."""
         self._kinds[:_KEY_TYPES_END] = _ARMED_PREFIX
-        self._armed = True
         self._armed_for_db = self._armed_for_db or for_db
 
     def _take(self, offset: int, db: int, key: bytes, rdb_type: int, expire_ms: int | None) -> None:
         """Record one sampled key and disarm; thin the grid's samples when 2N are held."""
         self._kinds[:_KEY_TYPES_END] = _PLAIN_PREFIX
-        self._armed = False
         if self._armed_for_db:
             self._armed_for_db = False
             if len(self._db_firsts) < self._sample:

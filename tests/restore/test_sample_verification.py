@@ -200,7 +200,7 @@ def test_a_file_restore_looks_up_the_keys_sampled_while_staging(
 
     finding = sampled_finding(outcome.verification.findings)
     assert finding.result is Result.PASS
-    assert int(finding.detail.split()[0]) >= 10
+    assert int(finding.detail.split()[0]) >= 30  # about 100 asked, spread over a 26 KB RDB
     assert_holds(read_dataset(source.client()), target.client())
 
 
