@@ -23,10 +23,13 @@ from flows.restore_report import RestoreOutcome, RestoreRun, phase_lines, publis
 from redis_dr.errors import RedisDRError, RefusedError
 from redis_dr.manifest import BACKUP_ID_FORMAT
 from redis_dr.platforms.base import aside_dir, check_tag
+from redis_dr.platforms.target import parse_target
+from redis_dr.redis.connection import redact_redis_url
 from redis_dr.restore.plan import RestorePlan
 from redis_dr.restore.preflight import explain_refusal
 from redis_dr.restore.request import RestoreRequest, RestoreStrategy
 from redis_dr.restore.source import SourceRef
+from redis_dr.restore.target_lock import target_lock
 from tasks.restore import (
     VerificationError,
     checkpoint,
@@ -71,7 +74,8 @@ def restore(request: RestoreRequest, approved: bool = False, tag: str | None = N
     started = time.monotonic()
     run = RestoreRun(request, tag=check_tag(tag or datetime.now(UTC).strftime(BACKUP_ID_FORMAT)))
     try:
-        outcome = _restore(run, approved, started, log)
+        with target_lock(lock_name(request)):
+            outcome = _restore(run, approved, started, log)
     except RedisDRError as exc:
         if isinstance(exc, VerificationError):
             run.report = exc.report
@@ -83,6 +87,14 @@ def restore(request: RestoreRequest, approved: bool = False, tag: str | None = N
         raise
     publish_artifact(run, recovery=outcome.recovery_seconds)
     return outcome
+
+
+def lock_name(request: RestoreRequest) -> str:
+    """What the restore's lock is named after: the target, else the live server's address."""
+    if request.target:
+        return str(parse_target(request.target))
+    assert request.redis_url is not None
+    return redact_redis_url(request.redis_url)
 
 
 def _restore(run: RestoreRun, approved: bool, started: float, log: Any) -> RestoreOutcome:

@@ -181,8 +181,8 @@ def swap_and_start(
     except BaseException as exc:
         rolled_back = _roll_back(platform, swap, endpoint, restart=was_running)
         cause = str(exc) if isinstance(exc, RedisDRError) else f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, KeyboardInterrupt):
-            raise
+        if not isinstance(exc, Exception):
+            raise  # Ctrl-C, SIGTERM (Prefect's TerminationSignal): rolled back, now let it end the run
         raise RestoreFailedError(
             f"the restore failed after the target was stopped ({cause}); {rolled_back}"
         ) from exc

@@ -202,20 +202,28 @@ def test_replay_into_a_server_that_does_not_answer(storage: str, capsys: pytest.
     assert_one_clear_error(err, "does not answer")
 
 
-def test_sigterm_while_the_target_loads_the_backup_puts_the_previous_data_back(
-    storage: str, redis_factory: Callable[..., RedisServer], local_target_factory: Factory, tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+def slow_backup(
+    redis_factory: Callable[..., RedisServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> str:
+    """A location holding a backup of 3,000 keys: ~6 s to load into a target with `SLOW_LOAD`."""
     big = redis_factory()
     big.client().mset({f"session:{i}": i for i in range(3000)})
     url = f"file://{tmp_path / 'big'}"
     code, _, err = run_cli(capsys, "backup", "--redis-url", big.url, "--storage", url, "--instance", "sessions")
     assert code == 0, err
-    # 2 ms per key at load (a hidden debug setting): the restored file takes ~6 s to load, ours 20 ms;
-    # and the server answers INFO while it loads (events processed every KiB, not every 2 MB).
-    target = local_target_factory(
-        {"save": "3600 1", "key-load-delay": "2000", "loading-process-events-interval-bytes": "1024"}
-    )
+    return url
+
+
+#: 2 ms per key at load (a hidden debug setting), and INFO answered while loading (events every KiB).
+SLOW_LOAD = {"key-load-delay": "2000", "loading-process-events-interval-bytes": "1024"}
+
+
+def test_sigterm_while_the_target_loads_the_backup_puts_the_previous_data_back(
+    storage: str, redis_factory: Callable[..., RedisServer], local_target_factory: Factory, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    url = slow_backup(redis_factory, tmp_path, capsys)
+    target = local_target_factory({"save": "3600 1", **SLOW_LOAD})  # the backup loads in ~6 s, ours in 20 ms
     target.client().mset({f"old:{i}": i for i in range(10)})
     target.client().save()
     untouched_files = Untouched(target).state[2]
@@ -252,3 +260,28 @@ def wait_until_loading(target: TargetServer, process: subprocess.Popen[str]) -> 
         except redis.RedisError:
             pass  # stopped, or starting: not loading yet
         time.sleep(0.02)
+
+
+def test_a_second_restore_of_a_target_being_restored_is_refused(
+    redis_factory: Callable[..., RedisServer], local_target_factory: Factory, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("REDIS_DR_STATE_DIR", str(tmp_path / "state"))
+    storage = slow_backup(redis_factory, tmp_path, capsys)
+    target = local_target_factory({"save": "3600 1", **SLOW_LOAD})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *restore_args(storage, target.platform.target, "--no-checkpoint")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until_loading(target, first)
+        code, _, err = run_cli(capsys, *restore_args(storage, target.platform.target, "--no-checkpoint"))
+        _, first_err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert code == 6
+    assert_one_clear_error(err, f"another restore of {target.platform.target} is running (pid {first.pid} since")
+    assert first.returncode == 0, first_err
+    assert target.client().dbsize() == 3000
