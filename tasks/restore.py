@@ -8,6 +8,7 @@ could stop a target that had just come back.
 import dataclasses
 import os
 import time
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from redis_dr.catalog import Catalog
 from redis_dr.config import AGE_IDENTITY_ENV, BackupRequest
 from redis_dr.errors import IntegrityError, RedisDRError, UnsupportedError
 from redis_dr.fetch import identities_from_env
-from redis_dr.manifest import Manifest
+from redis_dr.manifest import BackupKind, Manifest
 from redis_dr.pipeline import parse_identities
 from redis_dr.platforms.base import Platform
 from redis_dr.platforms.open import open_platform
@@ -31,8 +32,8 @@ from redis_dr.restore.plan import RestorePlan
 from redis_dr.restore.preflight import inspect_target, make_plan
 from redis_dr.restore.replay import ReplayOptions, ReplayResult, replay_keys
 from redis_dr.restore.request import RestoreRequest
-from redis_dr.restore.source import PRE_RESTORE_LABEL, SourceRef, choose_backup
-from redis_dr.restore.throwaway import load_throwaway
+from redis_dr.restore.source import PRE_RESTORE_LABEL, BackupSource, SourceRef, choose_backup
+from redis_dr.restore.throwaway import Throwaway, load_throwaway, load_throwaway_aof
 from redis_dr.restore.verify import (
     KeySample,
     VerifyReport,
@@ -235,6 +236,18 @@ class ReplayRestoreResult:
     report: VerifyReport
 
 
+def _throwaway_of(opened: BackupSource, request: RestoreRequest) -> AbstractContextManager[Throwaway]:
+    """A throwaway server loaded with the backup: its RDB, or its AOF files (appendonly on)."""
+    manifest, keys = opened.manifest, identities(request)
+    if manifest.kind is BackupKind.AOF:
+        return load_throwaway_aof(
+            (stored.original_name or stored.name, opened.read(stored, keys)) for stored in manifest.files
+        )
+    if manifest.kind is not BackupKind.RDB or len(manifest.files) != 1:
+        raise UnsupportedError(f"backup {manifest.id} is a {manifest.kind.value}: it cannot be replayed")
+    return load_throwaway(opened.read(manifest.files[0], keys))
+
+
 @task(name="replay-keys", timeout_seconds=STREAM_SECONDS, **RETRY_POLICY)
 def replay_into_target(request: RestoreRequest, source: SourceRef, tag: str) -> ReplayRestoreResult:
     """Load the backup into a throwaway server, write its keys into the live target, verify.
@@ -245,11 +258,6 @@ def replay_into_target(request: RestoreRequest, source: SourceRef, tag: str) -> 
     if endpoint is None:
         raise RedisDRError("cannot tell how to reach the target: give redis_url")
     manifest = source.manifest
-    if len(manifest.files) != 1:
-        raise UnsupportedError(
-            f"backup {manifest.id} is a {manifest.kind.value} backup of {len(manifest.files)} files: replay "
-            "reads one RDB; restore it by file"
-        )
     clock = PhaseClock()
     report = VerifyReport()
     options = ReplayOptions(
@@ -262,7 +270,7 @@ def replay_into_target(request: RestoreRequest, source: SourceRef, tag: str) -> 
     opened = source.open()
     try:
         clock.enter("load")
-        with load_throwaway(opened.read(manifest.files[0], identities(request))) as throwaway:
+        with _throwaway_of(opened, request) as throwaway:
             clock.enter("replay")
             result = replay_keys(throwaway.client(), endpoint, options)
             clock.enter("verify")

@@ -1,4 +1,4 @@
-"""Load a backup's RDB into a throwaway local redis-server (the source of a key replay).
+"""Load a backup (an RDB, or a multi-part AOF) into a throwaway local redis-server (a replay's source).
 
 The RDB is streamed into a fresh directory as `dump.rdb`; its header is checked
 against what the local `redis-server` can read before the rest is written, so a
@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,48 +92,109 @@ def load_throwaway(
     file is newer than the local redis-server reads, IntegrityError when the server cannot load
     it (its log's last line given), StorageFullError when `work_dir` fills up.
     """
+    with _throwaway(work_dir, startup_timeout) as (data_dir, start):
+        version, size = _write_rdb(rdb_chunks, data_dir / "dump.rdb", local_redis_version())
+        yield start(version, size, {"appendonly": "no"})
+
+
+@contextlib.contextmanager
+def load_throwaway_aof(
+    files: Iterable[tuple[str, Iterable[bytes]]],
+    *,
+    work_dir: Path | None = None,
+    startup_timeout: float | None = None,
+) -> Iterator[Throwaway]:
+    """The same for a multi-part AOF backup: `files` are (name in the AOF directory, chunks), the
+    manifest among them (`<appendfilename>.manifest`); the server starts with appendonly on."""
+    with _throwaway(work_dir, startup_timeout) as (data_dir, start):
+        aof_dir = data_dir / "appendonlydir"
+        aof_dir.mkdir()
+        version, size, manifest = 0, 0, None
+        for name, chunks in files:
+            if name.endswith(".manifest"):
+                manifest = name
+            if name.endswith(".rdb"):
+                file_version, file_size = _write_rdb(chunks, aof_dir / name, local_redis_version())
+                version = max(version, file_version)
+            else:
+                file_size = _write_plain(chunks, aof_dir / name)
+            size += file_size
+        if manifest is None:
+            raise IntegrityError("the AOF backup holds no manifest (<appendfilename>.manifest)")
+        config = {
+            "appendonly": "yes",
+            "appenddirname": "appendonlydir",
+            "appendfilename": manifest.removesuffix(".manifest"),
+            "aof-load-truncated": "yes",
+        }
+        yield start(version, size, config)
+
+
+@contextlib.contextmanager
+def _throwaway(
+    work_dir: Path | None, startup_timeout: float | None
+) -> Iterator[tuple[Path, Callable[[int, int, dict[str, str]], Throwaway]]]:
+    """A private data directory, and a function that starts the server on what was written there."""
     local_version = local_redis_version()
     data_dir = Path(tempfile.mkdtemp(prefix="redis-dr-throwaway-", dir=work_dir))
     socket_dir = Path(tempfile.mkdtemp(prefix="redis-dr-sock-"))  # short: sun_path holds 108 bytes
     socket_path = socket_dir / _SOCKET_NAME
-    server: RedisServer | None = None
-    try:
-        rdb_version, size = _write_rdb(rdb_chunks, data_dir / "dump.rdb", local_version)
+    servers: list[RedisServer] = []
+
+    def start(rdb_version: int, size: int, persistence: dict[str, str]) -> Throwaway:
         # No LZF for DUMP payloads: it halved the throwaway's CPU per key (benchmarks/replay_bench.py).
-        config = {"databases": str(THROWAWAY_DATABASES), "rdbcompression": "no"}
+        config = {"databases": str(THROWAWAY_DATABASES), "rdbcompression": "no", **persistence}
         if len(str(socket_path)) < _MAX_SOCKET_PATH:
             config.update(unixsocket=str(socket_path), unixsocketperm="700")
-        server = RedisServer(
-            config,
-            password=secrets.token_hex(16),
-            data_dir=data_dir,
-        )
+        server = RedisServer(config, password=secrets.token_hex(16), data_dir=data_dir)
+        servers.append(server)
         started = time.monotonic()
         timeout = startup_timeout or _LOAD_GRACE + size / _SLOW_LOAD_RATE
         try:
             server.start(timeout=timeout)
         except (redis.RedisError, OSError, TimeoutError) as exc:
             raise IntegrityError(_load_failure(server, exc)) from None
-        persistence = server.client().info("persistence")
-        if int(persistence.get("loading", 0)) != 0:  # start() waits for PING, which LOADING refuses
+        persistence_info = server.client().info("persistence")
+        if int(persistence_info.get("loading", 0)) != 0:  # start() waits for PING, which LOADING refuses
             raise IntegrityError("the throwaway redis-server answered PING while still loading")
-        yield Throwaway(
+        return Throwaway(
             server,
             LoadReport(
                 rdb_version=rdb_version,
                 rdb_bytes=size,
-                keys_loaded=int(persistence.get("rdb_last_load_keys_loaded", 0)),
-                keys_expired=int(persistence.get("rdb_last_load_keys_expired", 0)),
+                keys_loaded=int(persistence_info.get("rdb_last_load_keys_loaded", 0)),
+                keys_expired=int(persistence_info.get("rdb_last_load_keys_expired", 0)),
                 seconds=time.monotonic() - started,
                 redis_version=local_version,
             ),
             socket_path,
         )
+
+    try:
+        yield data_dir, start
     finally:
-        if server is not None:
+        for server in servers:
             server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
         shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+def _write_plain(chunks: Iterable[bytes], path: Path) -> int:
+    """Write the chunks to `path`; its size."""
+    size = 0
+    try:
+        with path.open("xb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFullError(
+                f"no space left in {path.parent.parent} for the throwaway copy of the backup: free space "
+                "or choose another work directory"
+            ) from None
+        raise
+    return size
 
 
 def _write_rdb(chunks: Iterable[bytes], path: Path, local_version: str) -> tuple[int, int]:
