@@ -49,7 +49,7 @@ from redis_dr.errors import (
 from redis_dr.platforms.base import Platform
 from redis_dr.redis.connection import RedisEndpoint, endpoint_of, open_client
 from redis_dr.redis.errors import translate
-from redis_dr.redis.info import ServerFacts, _info, parse_info
+from redis_dr.redis.info import ServerFacts, info_text, parse_info
 
 REWRITE_SETTING = "auto-aof-rewrite-percentage"
 #: INFO / stat / INFO rounds tried for a cut on a write boundary before the stat'ed size is used.
@@ -232,7 +232,7 @@ def check_aof_server(facts: ServerFacts, where: str) -> None:
 def read_aof_state(client: redis.Redis) -> AofState:
     """ServerFacts plus the AOF's size and rewrite state, from one INFO."""
     try:
-        text = _info(client, "server", "replication", "memory", "persistence", "stats", "keyspace")
+        text = info_text(client, "server", "replication", "memory", "persistence", "stats", "keyspace")
     except Exception as exc:
         raise _error(exc, endpoint_of(client), "INFO") from None
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line and line[0] != "#")

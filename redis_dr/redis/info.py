@@ -67,11 +67,11 @@ def read_server_facts(client: redis.Redis) -> ServerFacts:
     """Read `ServerFacts` with a single INFO (plain INFO on servers older than 7.0)."""
     try:
         try:
-            raw = _info(client, *INFO_SECTIONS)
+            raw = info_text(client, *INFO_SECTIONS)
         except redis.ResponseError as exc:
             if "NOPERM" in str(exc).upper():
                 raise
-            raw = _info(client)  # Redis < 7 takes one section only; the default has all of ours
+            raw = info_text(client)  # Redis < 7 takes one section only; the default has all of ours
     except Exception as exc:
         raise translate(exc, endpoint_of(client), "INFO") from None
     return parse_info(raw)
@@ -136,7 +136,7 @@ def max_rdb_version(redis_version: str) -> int:
     return 6
 
 
-def _info(client: redis.Redis, *sections: str) -> str:
+def info_text(client: redis.Redis, *sections: str) -> str:
     """INFO as raw text (redis-py's parser would turn hex ids made of digits into ints)."""
     pool = client.connection_pool
     conn = pool.get_connection()
