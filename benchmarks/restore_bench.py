@@ -281,6 +281,12 @@ class Run:
     error: str = ""
 
 
+def last_error(stderr: str) -> str:
+    """The command's own one-line error (`redis-dr: error: ...`), else the end of its stderr."""
+    lines = [line for line in stderr.splitlines() if line.startswith("redis-dr: error:")]
+    return lines[-1] if lines else stderr.strip()[-800:]
+
+
 def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
@@ -406,7 +412,7 @@ class Bench:
                 m = run_measured(argv, timeout=self.timeout)
             result.wall_s, result.max_rss, result.own_rss = m.wall_s, m.max_rss, own.peak
             if m.returncode != 0:
-                result.error = f"exited {m.returncode}: {m.stderr.strip()[-800:]}"
+                result.error = f"exited {m.returncode}: {last_error(m.stderr)}"
                 return
             outcome = flow_outcome(m.stdout)
             result.phases = {k: float(v) for k, v in outcome["phases"].items()}
@@ -507,6 +513,11 @@ def _state(pid: int) -> str:
 # ---------------------------------------------------------------- reporting
 
 
+def one_line(text: str) -> str:
+    """A table cell: no line breaks, no column separators."""
+    return " ".join(text.split()).replace("|", "/")
+
+
 def spread(values: list[float], digits: int = 2) -> str:
     """'median (min-max)'."""
     if not values:
@@ -547,7 +558,7 @@ def report(meta: dict[str, Any], datasets: dict[str, Dataset], runs: list[Run], 
             failed = [r for r in runs if r.size == size and r.case == case and not r.ok]
             if not ok:
                 if failed:
-                    lines.append(f"| {size} | {case} | failed: {failed[-1].error[:160]} |||||||")
+                    lines.append(f"| {size} | {case} | failed: {one_line(failed[-1].error)[:160]} |||||||")
                 continue
             own = [r.own_rss / MB for r in ok if r.own_rss]
             maxrss = [r.max_rss / MB for r in ok if r.max_rss]
@@ -642,7 +653,7 @@ def run_table(runs: list[Run]) -> str:
     for r in runs:
         phases = ", ".join(f"{k} {v:.2f}" for k, v in r.phases.items())
         lines.append(
-            f"| {r.size} | {r.case} | {r.run} | {'ok' if r.ok else 'FAILED ' + r.error[:120]} | "
+            f"| {r.size} | {r.case} | {r.run} | {'ok' if r.ok else 'FAILED ' + one_line(r.error)[:300]} | "
             f"{r.wall_s:.2f} | {fmt(r.recovery_s, 2)} | {phases} | {r.own_rss / MB:.0f} | "
             f"{r.max_rss / MB:.0f} | {r.load1:.2f} |"
         )
