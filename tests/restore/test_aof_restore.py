@@ -42,11 +42,13 @@ def aof_backup(local_target_factory: Factory, tmp_path: Path) -> tuple[Dataset, 
     return read_dataset(client), storage, manifest
 
 
+@pytest.mark.parametrize("platform", ["local", "docker"])
 def test_an_aof_backup_by_file_into_an_appendonly_target(
-    aof_backup: tuple[Dataset, str, Manifest], local_target_factory: Factory
+    aof_backup: tuple[Dataset, str, Manifest], platform: str, request: pytest.FixtureRequest
 ) -> None:
     expected, storage, manifest = aof_backup
-    target = local_target_factory({"appendonly": "yes"})
+    target_factory: Factory = request.getfixturevalue(f"{platform}_target_factory")
+    target = target_factory({"appendonly": "yes"})
     target.client().set("old", "x")
 
     outcome = restore(build_restore_request(instance="sessions", storage=storage, target=target.platform.target,
@@ -68,3 +70,18 @@ def test_an_aof_backup_by_replay_into_a_live_server(
 
     assert outcome.strategy == "replay"
     assert_holds(expected, target.client())
+
+
+def test_a_backup_replayed_into_a_container_named_as_the_target(
+    aof_backup: tuple[Dataset, str, Manifest], docker_target_factory: Factory
+) -> None:
+    expected, storage, manifest = aof_backup
+    target = docker_target_factory()
+    pid = target.client().info("server")["process_id"]
+
+    outcome = restore(build_restore_request(instance="sessions", storage=storage, target=target.platform.target,
+                                            strategy="replay", backup=manifest.id), approved=True)  # fmt: skip
+
+    assert outcome.strategy == "replay" and outcome.checkpoint_id is not None
+    assert_holds(expected, target.client())
+    assert target.client().info("server")["process_id"] == pid  # the container was not restarted

@@ -132,6 +132,12 @@ def test_a_wrong_decryption_key(
     untouched.check()
 
 
+def test_a_missing_container(storage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, *restore_args(storage, "docker://no-such-redis-container"))
+    assert code == 3
+    assert_one_clear_error(err, "no-such-redis-container", "not found")
+
+
 def test_a_missing_config_file(storage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, *restore_args(storage, f"local://{tmp_path}/nowhere/redis.conf"))
     assert code == 3
