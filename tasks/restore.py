@@ -25,6 +25,7 @@ from redis_dr.platforms.base import Platform
 from redis_dr.platforms.open import open_platform
 from redis_dr.redis.connection import RedisEndpoint, open_client
 from redis_dr.redis.info import ServerFacts
+from redis_dr.redis.snapshot_settings import fast_snapshot
 from redis_dr.restore import file_restore
 from redis_dr.restore.phases import PhaseClock
 from redis_dr.restore.placement import Placement
@@ -140,7 +141,8 @@ def checkpoint(request: RestoreRequest, tag: str) -> Manifest:
     catalog = Catalog(storage, request.instance)
     reservation = catalog.reserve(datetime.now(UTC))
     try:
-        snapshot = store_snapshot(backup_request, endpoint, storage, reservation)
+        with fast_snapshot(endpoint):  # no 5 s diskless delay, no server-side LZF: someone waits
+            snapshot = store_snapshot(backup_request, endpoint, storage, reservation)
         return commit_backup(backup_request, storage, snapshot)
     except BaseException:
         catalog.discard_uncommitted(reservation, release=True)
