@@ -15,7 +15,7 @@ from cli.prefect_runtime import prefect_api
 from redis_dr.config import PASSWORD_ENV, SecretRef, load_environment
 from redis_dr.errors import ConfigError, RefusedError
 from redis_dr.manifest import BACKUP_ID_FORMAT
-from redis_dr.platforms.target import TARGET_HELP
+from redis_dr.platforms.target import TARGET_HELP, TargetKind, parse_target
 from redis_dr.restore.plan import RestorePlan
 from redis_dr.restore.preflight import explain_refusal
 from redis_dr.restore.request import RestoreRequest, RestoreStrategy, build_restore_request
@@ -71,10 +71,15 @@ def register(sub: Any) -> None:
 
 def request_from_args(args: argparse.Namespace) -> RestoreRequest:
     """The flow's request from flags, or from the environment file's instance plus flags."""
+    if args.target and "://" not in args.target:
+        raise ConfigError(f"--target {args.target!r} is not understood: use {TARGET_HELP}")
+    target = args.target
+    if target and parse_target(target).kind is TargetKind.REDIS:
+        target = move_password_to_env(target)  # a flow parameter never holds it
     fields: dict[str, object] = {
         "instance": args.instance,
         "backup": args.backup,
-        "target": args.target,
+        "target": target,
         "redis_url": move_password_to_env(args.redis_url) if args.redis_url else None,
         "strategy": args.strategy,
         "match": args.match,
@@ -86,8 +91,6 @@ def request_from_args(args: argparse.Namespace) -> RestoreRequest:
     }
     if args.storage:
         fields["storage"] = args.storage
-    if args.target and "://" not in args.target:
-        raise ConfigError(f"--target {args.target!r} is not understood: use {TARGET_HELP}")
     if args.env_file:
         environment = load_environment(args.env_file)
         instance = environment.instance(args.instance)

@@ -15,6 +15,7 @@ from redis_dr.config import (
     SecretRef,
     StorageUrl,
     _as_list,
+    _check_redis_url,
     _valid,
     one_line,
 )
@@ -23,7 +24,14 @@ from redis_dr.platforms.open import TargetSettings
 from redis_dr.platforms.target import TARGET_HELP, TargetKind, parse_target
 from redis_dr.restore.source import is_runbook_file
 
-TargetName = Annotated[str, AfterValidator(_valid(parse_target))]
+
+def _check_target(text: str) -> None:
+    """A target name; a `redis://` one is a Redis URL without a password (flow parameters are stored)."""
+    if parse_target(text).kind is TargetKind.REDIS:
+        _check_redis_url(text)
+
+
+TargetName = Annotated[str, AfterValidator(_valid(_check_target))]
 _PATTERN = re.compile(r"^[^\x00-\x1f\x7f]{1,512}$")
 
 
