@@ -7,6 +7,7 @@ the artifact before the target is touched. No postponed annotations here (see
 flows/backup.py).
 """
 
+import os
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +24,8 @@ from flows.restore_report import RestoreOutcome, RestoreRun, phase_lines, publis
 from redis_dr.errors import RedisDRError, RefusedError
 from redis_dr.manifest import BACKUP_ID_FORMAT
 from redis_dr.platforms.base import aside_dir, check_tag
-from redis_dr.platforms.target import parse_target
+from redis_dr.platforms.docker import DockerPlatform
+from redis_dr.platforms.target import TargetKind, parse_target
 from redis_dr.redis.connection import redact_redis_url
 from redis_dr.restore.plan import RestorePlan
 from redis_dr.restore.preflight import explain_refusal
@@ -39,6 +41,7 @@ from tasks.restore import (
     replay_into_target,
     stage_backup,
     swap_and_start,
+    target_platform,
 )
 from tasks.run_logs import one_line_errors
 
@@ -90,9 +93,17 @@ def restore(request: RestoreRequest, approved: bool = False, tag: str | None = N
 
 
 def lock_name(request: RestoreRequest) -> str:
-    """What the restore's lock is named after: the target, else the live server's address."""
+    """What the restore's lock is named after: the target however it is spelled (the config file's
+    real path, the container's id), else the live server's address."""
     if request.target:
-        return str(parse_target(request.target))
+        spec = parse_target(request.target)
+        if spec.kind is TargetKind.LOCAL:
+            return f"local://{os.path.realpath(spec.name)}"
+        if spec.kind in (TargetKind.DOCKER, TargetKind.COMPOSE):
+            platform = target_platform(request)
+            assert isinstance(platform, DockerPlatform)
+            return f"docker://{platform.container_id()}"
+        return str(spec)
     assert request.redis_url is not None
     return redact_redis_url(request.redis_url)
 

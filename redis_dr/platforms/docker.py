@@ -176,6 +176,10 @@ class DockerPlatform(Platform):
         password = config.requirepass or os.environ.get(PASSWORD_ENV) or None
         return RedisEndpoint("redis", host=host, port=config.port, password=password)
 
+    def container_id(self) -> str:
+        """The container's full id: one name for it however the target named it."""
+        return str(self._inspect()["Id"])
+
     def layout(self) -> DataLayout:
         """From the container's command and the config file it names (read out of the container)."""
         config, workdir = self._config(self._inspect())

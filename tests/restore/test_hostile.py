@@ -9,10 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from flows.restore import lock_name
 from redis_dr.errors import ConfigError
+from redis_dr.platforms.docker import DockerPlatform
 from redis_dr.restore.request import build_restore_request
+from redis_dr.restore.target_lock import target_lock
 from redis_dr.sandbox.redis_server import RedisServer
-from tests.integration.cli import run_cli
+from tests.fixtures.targets import TargetServer
+from tests.integration.cli import assert_one_clear_error, run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -64,3 +68,61 @@ def test_a_request_naming_a_redis_target_with_a_password_is_refused_without_show
             instance="sessions", storage="file:///tmp/b", target="redis://:Hidden-77@127.0.0.1:6379/0"
         )
     assert "password" in str(refused.value) and "Hidden-77" not in str(refused.value)
+
+
+Factory = Callable[..., TargetServer]
+
+
+def file_state(target: TargetServer) -> tuple[object, dict[str, bytes]]:
+    """The target's server pid and its data files' bytes."""
+    root = Path(target.platform.layout().dir)
+    files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return target.client().info("server")["process_id"], files
+
+
+def test_a_restore_of_a_target_under_restore_is_refused_however_its_config_path_is_spelled(
+    storage: str, local_target_factory: Factory, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("REDIS_DR_STATE_DIR", str(tmp_path / "state"))
+    target = local_target_factory({"save": "3600 1"})
+    target.client().set("precious", "data")
+    target.client().save()
+    conf = Path(target.platform.layout().dir).parent / "redis.conf"
+    link = tmp_path / "link.conf"
+    link.symlink_to(conf)
+    before = file_state(target)
+    first = build_restore_request(instance="sessions", storage=storage, target=f"local://{conf}")
+    with target_lock(lock_name(first)):  # a restore of the target, as first spelled, is running
+        for spelling in (
+            f"local://{conf.parent}/./redis.conf",
+            f"local://{conf.parent}//redis.conf",
+            f"local://{link}",
+        ):
+            code, _, err = run_cli(capsys, "restore", "--storage", storage, "--instance", "sessions",
+                                   "--target", spelling, "--yes", "--no-checkpoint")  # fmt: skip
+            assert code == 6, (spelling, err)
+            assert_one_clear_error(err, "another restore", "is running")
+    assert file_state(target) == before
+
+
+def test_a_restore_of_a_container_under_restore_is_refused_when_named_by_its_id(
+    storage: str, docker_target_factory: Factory, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("REDIS_DR_STATE_DIR", str(tmp_path / "state"))
+    target = docker_target_factory()
+    target.client().set("precious", "data")
+    platform = target.platform
+    assert isinstance(platform, DockerPlatform)
+    container_id = platform.container_id()
+    pid = target.client().info("server")["process_id"]
+    first = build_restore_request(instance="sessions", storage=storage, target=platform.target)
+    with target_lock(lock_name(first)):
+        for spelling in (f"docker://{container_id}", f"docker://{container_id[:12]}"):
+            code, _, err = run_cli(capsys, "restore", "--storage", storage, "--instance", "sessions",
+                                   "--target", spelling, "--yes", "--no-checkpoint")  # fmt: skip
+            assert code == 6, (spelling, err)
+            assert_one_clear_error(err, "another restore", "is running")
+    assert target.client().info("server")["process_id"] == pid
+    assert target.client().get("precious") == b"data"
