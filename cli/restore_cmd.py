@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 from cli.common import move_password_to_env
@@ -14,9 +13,8 @@ from cli.output import enable_progress_bars, say
 from cli.prefect_runtime import prefect_api
 from redis_dr.config import PASSWORD_ENV, SecretRef, load_environment
 from redis_dr.errors import ConfigError, RefusedError
-from redis_dr.manifest import BACKUP_ID_FORMAT
 from redis_dr.platforms.target import TARGET_HELP, TargetKind, parse_target
-from redis_dr.restore.plan import RestorePlan
+from redis_dr.restore.plan import RestorePlan, new_tag
 from redis_dr.restore.preflight import explain_refusal
 from redis_dr.restore.request import RestoreRequest, RestoreStrategy, build_restore_request
 
@@ -137,7 +135,7 @@ def confirm(plan: RestorePlan, request: RestoreRequest, yes: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     """Plan, confirm, restore, report."""
     request = request_from_args(args)
-    tag = datetime.now(UTC).strftime(BACKUP_ID_FORMAT)
+    tag = new_tag()
     request, plan = preflight_here(request, tag)
     for line in plan.lines():
         say(line)

@@ -27,7 +27,7 @@ from redis_dr.platforms.base import aside_dir, check_tag
 from redis_dr.platforms.docker import DockerPlatform
 from redis_dr.platforms.target import TargetKind, parse_target
 from redis_dr.redis.connection import redact_redis_url
-from redis_dr.restore.plan import RestorePlan
+from redis_dr.restore.plan import RestorePlan, new_tag
 from redis_dr.restore.preflight import explain_refusal
 from redis_dr.restore.request import RestoreRequest, RestoreStrategy
 from redis_dr.restore.source import SourceRef
@@ -70,12 +70,12 @@ def restore(request: RestoreRequest, approved: bool = False, tag: str | None = N
 
     `approved`: a person already approved this plan (the CLI asks on the terminal).
     A protected environment's run that is not approved pauses for approval.
-    `tag` names the restore's staging and aside directories (default: its UTC start).
+    `tag` names the restore's staging and aside directories (default: its UTC start, `new_tag`).
     """
     one_line_errors()
     log = get_run_logger()
     started = time.monotonic()
-    run = RestoreRun(request, tag=check_tag(tag or datetime.now(UTC).strftime(BACKUP_ID_FORMAT)))
+    run = RestoreRun(request, tag=check_tag(tag or new_tag()))
     try:
         with target_lock(lock_name(request)):
             outcome = _restore(run, approved, started, log)

@@ -6,13 +6,20 @@ the run's artifact, so that what a person approved is what ran.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
 from redis_dr.redis.info import KeyspaceStats
 from redis_dr.units import human_size
+
+
+def new_tag() -> str:
+    """A restore's tag: its UTC start to the millisecond (`20261125T125522-123Z`), so that a
+    restore run right after another one does not find that one's aside directory in its way."""
+    now = datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S}-{now.microsecond // 1000:03d}Z"
 
 
 class Verdict(StrEnum):
