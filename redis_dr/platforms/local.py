@@ -656,6 +656,10 @@ class LocalPlatform(Platform):
                 "stop it by hand or give a stop command in the environment file"
             ) from None
         except redis.ConnectionError as exc:
+            if self._started is not None and _alive(self._started[0]):
+                # Ours, just started (a rollback): not listening yet, it holds only what is on disk.
+                self.kill()
+                return
             raise TransientError(f"cannot reach {endpoint.address} to stop it: {exc}") from None
         finally:
             client.close()

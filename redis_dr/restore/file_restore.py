@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from redis_dr.errors import IntegrityError, PermanentError, RedisDRError, TransientError
+from redis_dr.errors import ConfigError, IntegrityError, PermanentError, RedisDRError, TransientError
 from redis_dr.manifest import BackupKind, Manifest, StoredFile
 from redis_dr.platforms.base import Platform, ServerState, Swap, aside_dir
 from redis_dr.redis.connection import RedisEndpoint, open_client
@@ -139,6 +139,10 @@ def wait_loaded(
             last_problem = "still loading"
         except TransientError as exc:
             last_problem = str(exc)
+        except ConfigError as exc:
+            if endpoint.scheme != "unix":
+                raise
+            last_problem = str(exc)  # a starting server creates its socket a moment after it runs
         except RedisDRError as exc:
             if "LOADING" not in str(exc):
                 raise
