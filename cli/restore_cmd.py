@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
 from cli.common import move_password_to_env
 from cli.output import enable_progress_bars, say
 from cli.prefect_runtime import prefect_api
-from redis_dr.config import PASSWORD_ENV, SecretRef, load_environment
+from redis_dr.config import load_environment
 from redis_dr.errors import ConfigError, RefusedError
 from redis_dr.platforms.target import TARGET_HELP, TargetKind, parse_target
 from redis_dr.restore.plan import RestorePlan, new_tag
@@ -101,9 +100,9 @@ def request_from_args(args: argparse.Namespace) -> RestoreRequest:
             "protected": environment.protected,
         }
         fields = {**defaults, **{k: v for k, v in fields.items() if v is not None}}
+    # REDIS_PASSWORD is read where it is needed, not turned into the request's password: a
+    # local or Docker target's own requirepass wins over one left exported for another server.
     fields = {k: v for k, v in fields.items() if v is not None}
-    if os.environ.get(PASSWORD_ENV) and "password" not in fields:
-        fields["password"] = SecretRef(env=PASSWORD_ENV)
     return build_restore_request(**fields)
 
 

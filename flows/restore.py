@@ -45,6 +45,8 @@ from tasks.restore import (
 )
 from tasks.run_logs import one_line_errors
 
+#: Steps that fail with the target as it was: nothing is stopped or moved before "stop".
+UNTOUCHED_STEPS = ("choose-backup", "preflight", "approval", "checkpoint", "fetch")
 #: How often a paused restore asks the server whether a person resumed it.
 APPROVAL_POLL_SECONDS = 2
 
@@ -82,6 +84,8 @@ def restore(request: RestoreRequest, approved: bool = False, tag: str | None = N
     except RedisDRError as exc:
         if isinstance(exc, VerificationError):
             run.report = exc.report
+        if run.step in UNTOUCHED_STEPS and "nothing was touched" not in str(exc):
+            exc = _with_note(exc, "the target was not touched")  # the CLI's line says so too
         log.error("restore of %s failed at %s: %s", request.instance, run.step, exc)
         publish_artifact(run, error=str(exc))
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
@@ -90,6 +94,14 @@ def restore(request: RestoreRequest, approved: bool = False, tag: str | None = N
         raise
     publish_artifact(run, recovery=outcome.recovery_seconds)
     return outcome
+
+
+def _with_note(exc: RedisDRError, note: str) -> RedisDRError:
+    """The same error (same type, so the same exit code) with a note added to its line."""
+    try:
+        return type(exc)(f"{exc}; {note}")
+    except TypeError:  # an error type that carries more than a message
+        return exc
 
 
 def lock_name(request: RestoreRequest) -> str:

@@ -203,7 +203,10 @@ def _roll_back(platform: Platform, swap: Swap | None, endpoint: RedisEndpoint, *
             platform.start(START_TIMEOUT)
             wait_loaded(platform, endpoint)
     except BaseException as exc:
-        where = f"the previous files are in {aside_dir(swap.tag)}" if swap else "no file was moved"
+        if swap is not None and swap.moved_aside:
+            where = f"the previous files are in {aside_dir(swap.tag)}"
+        else:
+            where = "no previous file was moved aside"
         raise RollbackFailedError(
             f"ROLLBACK FAILED: {exc}; {where} in the data directory: put them back by hand and start "
             "the target"

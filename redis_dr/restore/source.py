@@ -164,10 +164,14 @@ def _describe(storage: Storage, key: str, instance: str, taken: datetime) -> Man
     try:
         raw = counter.tap(raw_tally.tap(decompress(_chain(first, chunks), compression)))
         header = b""
+        rdb_version: int | None = None
         for chunk in raw:
-            if len(header) < RDB_HEADER_SIZE:
+            if rdb_version is None:
                 header += chunk[: RDB_HEADER_SIZE - len(header)]
-        rdb_version = parse_rdb_version(header)
+                if len(header) >= RDB_HEADER_SIZE:
+                    rdb_version = parse_rdb_version(header)  # not an RDB: refused now, not at the end
+        if rdb_version is None:
+            rdb_version = parse_rdb_version(header)  # raises: too short to be an RDB
     except IntegrityError as exc:
         raise IntegrityError(f"{where} is not a readable RDB backup: {exc}") from None
     if counter.counts() is None:

@@ -301,3 +301,35 @@ def test_a_second_restore_of_a_target_being_restored_is_refused(
     assert_one_clear_error(err, f"another restore of {target.platform.target} is running (pid {first.pid} since")
     assert first.returncode == 0, first_err
     assert target.client().dbsize() == 3000
+
+
+def test_a_checkpoint_that_cannot_be_stored_stops_the_restore_saying_the_target_was_not_touched(
+    redis_factory: Callable[..., RedisServer], target: TargetServer, tmpfs_factory: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    disk = tmpfs_factory("2m")
+    server = redis_factory()
+    server.client().mset({f"session:{i}": i for i in range(50)})
+    url = f"file://{disk}"
+    code, _, err = run_cli(capsys, "backup", "--redis-url", server.url, "--storage", url, "--instance", "sessions")
+    assert code == 0, err
+    target.client().set("big", os.urandom(3_000_000))  # the checkpoint will not fit in 2 MiB
+    untouched = Untouched(target)
+
+    code, _, err = run_cli(capsys, *restore_args(url, target.platform.target))
+
+    assert code != 0
+    line = assert_one_clear_error(err, "the target was not touched")
+    assert "disk is full" in line or "no space" in line, line
+    untouched.check()
+
+
+def test_a_password_left_exported_for_another_server_does_not_override_the_targets_own(
+    storage: str, local_target_factory: Factory, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = local_target_factory(password="the-targets-own")
+    monkeypatch.setenv("REDIS_PASSWORD", "another-servers-password")
+    code, out, err = run_cli(capsys, *restore_args(storage, target.platform.target, "--no-checkpoint"))
+    assert code == 0, err
+    assert "the-targets-own" not in out + err and "another-servers-password" not in out + err
+    assert target.client().get("session:7") == b"7"

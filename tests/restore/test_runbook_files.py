@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,20 @@ def test_missing_and_directory_paths_are_refused(tmp_path: Path) -> None:
 )
 def test_selectors_and_files_are_told_apart(selector: str, is_file: bool) -> None:
     assert is_runbook_file(selector) is is_file
+
+
+def test_a_file_that_is_not_an_rdb_is_refused_at_its_header_without_being_read_through(tmp_path: Path) -> None:
+    from collections.abc import Iterator
+
+    from redis_dr.restore.source import _describe
+    from redis_dr.storage.file import FileStorage
+
+    class Endless(FileStorage):
+        """A huge object: one chunk of zeros, then the test fails if more is asked for."""
+
+        def get(self, key: str) -> Iterator[bytes]:
+            yield b"\0" * 65536
+            raise AssertionError("read past the header of a file that is not an RDB")
+
+    with pytest.raises(IntegrityError, match="not a readable RDB"):
+        _describe(Endless(tmp_path), "dump-20250101-000000.rdb", "sessions", datetime(2025, 1, 1, tzinfo=UTC))
