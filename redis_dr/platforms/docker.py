@@ -24,7 +24,6 @@ import fnmatch
 import json
 import os
 import posixpath
-import re
 import shlex
 import stat as stat_module
 import tarfile
@@ -63,6 +62,7 @@ from redis_dr.platforms.base import (
 from redis_dr.platforms.docker_tar import Entry
 from redis_dr.redis.conf import RedisConfig, parse_config
 from redis_dr.redis.connection import PASSWORD_ENV, RedisEndpoint, open_client
+from redis_dr.redis.server_log import exit_reason
 
 CHUNK_SIZE = 1024 * 1024
 COMPOSE_PROJECT = "com.docker.compose.project"
@@ -79,8 +79,6 @@ _POLL = 0.05  # seconds between two looks at the container's state
 _MAX_SMALL_FILE = 4 * 1024 * 1024  # config files, /etc/passwd
 _MAX_SYMLINKS = 8
 _SERVER_BINARIES = ("redis-server", "redis-stack-server")
-_LOG_LINE = re.compile(r"^\d+:[XCSMR] \d{1,2} \w{3} \d{4} [\d:.]+ ([#*.-]) (.*)$")
-_LOG_NOISE = ("WARNING", "oO0OoO0OoO0Oo", "Redis version=", "Configuration loaded", "Server initialized")
 
 
 def _docker() -> ModuleType:
@@ -170,7 +168,7 @@ class DockerPlatform(Platform):
         if attrs.get("HostConfig", {}).get("NetworkMode") != "host":
             return None
         config, _ = self._config(attrs)
-        host = _reachable_host(config.bind)
+        host = config.connect_host()
         if not config.port or host is None:
             return None
         password = config.requirepass or os.environ.get(PASSWORD_ENV) or None
@@ -316,7 +314,7 @@ class DockerPlatform(Platform):
             if container.status in _UP:
                 return None
             text = container.logs(tail=200).decode("utf-8", "replace")
-        return _reason_from_log(text)
+        return exit_reason(text)
 
     # --- files in the data directory -----------------------------------------------------
 
@@ -931,28 +929,6 @@ def _file_info(name: str, entry: Entry) -> FileInfo:
         name=name, size=entry.size, is_dir=entry.is_dir, uid=entry.uid, gid=entry.gid,
         mode=stat_module.S_IMODE(entry.mode),
     )  # fmt: skip
-
-
-def _reachable_host(bind: list[str]) -> str | None:
-    """Where to connect on this host: loopback when it listens there, else its first address."""
-    addresses = [address.lstrip("-") for address in bind]
-    for address in addresses:
-        if address in ("*", "0.0.0.0", "::*", "::") or address.startswith("127.") or address == "localhost":
-            return "127.0.0.1" if address not in ("::*", "::") else "::1"
-        if address == "::1":
-            return "::1"
-    return addresses[0] if addresses else None
-
-
-def _reason_from_log(text: str) -> str | None:
-    """The warnings of the last run recorded in a Redis log, boilerplate left out."""
-    run = text.rsplit("oO0OoO0OoO0Oo Redis is starting", 1)[-1]
-    messages = []
-    for line in run.splitlines():
-        found = _LOG_LINE.match(line.strip())
-        if found and found.group(1) == "#" and not found.group(2).startswith(_LOG_NOISE):
-            messages.append(found.group(2).strip())
-    return "; ".join(messages[-3:]) or None
 
 
 def _message(response: Any) -> str:

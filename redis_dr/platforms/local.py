@@ -59,13 +59,12 @@ from redis_dr.platforms.base import (
 )
 from redis_dr.redis.conf import RedisConfig, parse_config
 from redis_dr.redis.connection import PASSWORD_ENV, RedisEndpoint, open_client
+from redis_dr.redis.server_log import exit_reason
 from redis_dr.sandbox.redis_server import find_redis_binary
 
 CHUNK_SIZE = 1024 * 1024
 _POLL = 0.02  # seconds between two looks at an observed condition (a process, a port)
 _LOG_TAIL = 256 * 1024
-_LOG_LINE = re.compile(r"^\d+:[XCSMR] \d{1,2} \w{3} \d{4} [\d:.]+ ([#*.-]) (.*)$")
-_LOG_NOISE = ("WARNING", "oO0OoO0OoO0Oo", "Redis version=", "Configuration loaded", "Server initialized")
 _VERSION = re.compile(r"\bv=(\d+\.\d+\.\d+)")
 _UNIT = re.compile(r"^[A-Za-z0-9@_:.][A-Za-z0-9@_:.\\-]*$")
 _NAMESPACES = ("mnt", "net")
@@ -188,7 +187,7 @@ class LocalPlatform(Platform):
         config = self._config()
         password = config.requirepass or self._env.get(PASSWORD_ENV) or None
         if config.port:
-            host = _reachable_host(config.bind)
+            host = config.connect_host()
             if host is not None:
                 return RedisEndpoint("redis", host=host, port=config.port, password=password)
         if config.unixsocket:
@@ -300,7 +299,7 @@ class LocalPlatform(Platform):
                 text = handle.read().decode("utf-8", "replace")
         except OSError:
             return None
-        return _reason_from_log(text)
+        return exit_reason(text)
 
     # --- files in the data directory -----------------------------------------------------
 
@@ -775,28 +774,6 @@ def _read_config_file(path: str) -> str:
         raise ConfigError(f"{path} is a directory, not a Redis config file") from None
     except OSError as exc:
         raise PermanentError(f"Redis config file {path} cannot be read: {exc.strerror or exc}") from None
-
-
-def _reachable_host(bind: list[str]) -> str | None:
-    """Where to connect on this host: loopback when it listens there, else its first address."""
-    addresses = [address.lstrip("-") for address in bind]
-    for address in addresses:
-        if address in ("*", "0.0.0.0", "::*", "::") or address.startswith("127.") or address == "localhost":
-            return "127.0.0.1" if address not in ("::*", "::") else "::1"
-        if address == "::1":
-            return "::1"
-    return addresses[0] if addresses else None
-
-
-def _reason_from_log(text: str) -> str | None:
-    """The warnings of the last run recorded in a Redis log, boilerplate left out."""
-    run = text.rsplit("oO0OoO0OoO0Oo Redis is starting", 1)[-1]
-    messages = []
-    for line in run.splitlines():
-        found = _LOG_LINE.match(line.strip())
-        if found and found.group(1) == "#" and not found.group(2).startswith(_LOG_NOISE):
-            messages.append(found.group(2).strip())
-    return "; ".join(messages[-3:]) or None
 
 
 def _os_error(exc: OSError, path: str, data_dir: str) -> PermanentError | TransientError:

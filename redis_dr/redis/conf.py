@@ -144,6 +144,19 @@ class RedisConfig:
         """Addresses it listens on (Redis's default without a `bind` line: every interface)."""
         return self.values.get("bind") or ["*", "-::*"]
 
+    def connect_host(self) -> str | None:
+        """Where to connect on the server's host: loopback when it listens there (or everywhere),
+        else its first bind address."""
+        addresses = [address.lstrip("-") for address in self.bind]
+        for address in addresses:
+            if address in ("::*", "::"):
+                return "::1"
+            if address in ("*", "0.0.0.0", "localhost") or address.startswith("127."):
+                return "127.0.0.1"
+            if address == "::1":
+                return "::1"
+        return addresses[0] if addresses else None
+
     @property
     def unixsocket(self) -> str | None:
         """Path of the Unix socket, if it listens on one."""

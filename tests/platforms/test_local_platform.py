@@ -14,8 +14,9 @@ from pydantic import ValidationError
 
 from redis_dr.errors import AccessDeniedError, NotFoundError, PermanentError, StorageFullError
 from redis_dr.platforms.base import ServerState, staging_dir
-from redis_dr.platforms.local import LocalControl, LocalPlatform, _reason_from_log
+from redis_dr.platforms.local import LocalControl, LocalPlatform
 from redis_dr.redis.connection import RedisEndpoint
+from redis_dr.redis.server_log import exit_reason
 from redis_dr.sandbox.ports import free_port
 from redis_dr.sandbox.redis_server import find_redis_binary
 from tests.fixtures.local_targets import spawn_detached, wait_for_ping
@@ -283,11 +284,11 @@ def test_exit_reason_is_the_last_runs_warnings() -> None:
         "[offset 0] Checking RDB file dump.rdb",
         "2:M 25 Nov 2026 11:47:08.503 # Internal error in RDB reading offset 0, function at rdb.c:3249",
     ])  # fmt: skip
-    assert _reason_from_log(log) == (
+    assert exit_reason(log) == (
         "Short read or OOM loading DB. Unrecoverable error, aborting now.; "
         "Internal error in RDB reading offset 0, function at rdb.c:3249"
     )
-    assert _reason_from_log("2:M 25 Nov 2026 11:47:08.493 * Ready to accept connections\n") is None
+    assert exit_reason("2:M 25 Nov 2026 11:47:08.493 * Ready to accept connections\n") is None
 
 
 def test_swap_in_failing_part_way_undoes_what_it_did(local_target_factory: Factory) -> None:
