@@ -45,6 +45,7 @@ from redis_dr.errors import (
     StorageFullError,
     TransientError,
 )
+from redis_dr.platforms import procfs
 from redis_dr.platforms.base import (
     WORK_DIR,
     DataLayout,
@@ -67,7 +68,6 @@ _POLL = 0.02  # seconds between two looks at an observed condition (a process, a
 _LOG_TAIL = 256 * 1024
 _VERSION = re.compile(r"\bv=(\d+\.\d+\.\d+)")
 _UNIT = re.compile(r"^[A-Za-z0-9@_:.][A-Za-z0-9@_:.\\-]*$")
-_NAMESPACES = ("mnt", "net")
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -128,14 +128,6 @@ class StartRecipe:
         return list(self.argv[2:])
 
 
-@dataclass(frozen=True)
-class _Process:
-    """One process, with its start time so that a reused pid is not taken for it."""
-
-    pid: int
-    started: int
-
-
 class LocalPlatform(Platform):
     """A redis-server on this host started as `redis-server CONFIG [--name value ...]`.
 
@@ -168,7 +160,7 @@ class LocalPlatform(Platform):
         self._connect = connect
         self._env = os.environ if env is None else env
         self._recipe: StartRecipe | None = None
-        self._started: tuple[_Process, subprocess.Popen[bytes]] | None = None
+        self._started: tuple[procfs.Process, subprocess.Popen[bytes]] | None = None
 
     # --- what it is ------------------------------------------------------------------------
 
@@ -203,7 +195,7 @@ class LocalPlatform(Platform):
         """The running process's uid/gid; else how it was started last; else the data dir's owner."""
         process = self._find()
         if process is not None:
-            uid, gid, _ = _ids(process.pid)
+            uid, gid, _ = procfs.ids(process.pid)
             return uid, gid
         if self._recipe is not None:
             return self._recipe.uid, self._recipe.gid
@@ -492,24 +484,24 @@ class LocalPlatform(Platform):
 
     # --- processes ---------------------------------------------------------------------------
 
-    def _find(self) -> _Process | None:
+    def _find(self) -> procfs.Process | None:
         """The running process of this config (see the module docstring), or None."""
-        if self._started is not None and _alive(self._started[0]):
+        if self._started is not None and procfs.alive(self._started[0]):
             return self._started[0]
         config = self._config()
         wanted = os.path.realpath(self.config_path)
         unreadable = False
-        for pid in _redis_pids():
-            process = _process(pid)
+        for pid in procfs.redis_pids():
+            process = procfs.process_of(pid)
             if process is None:
                 continue
             try:
-                if not _same_namespaces(pid):
+                if not procfs.same_namespaces(pid):
                     continue
-                argv = _cmdline(pid)
+                argv = procfs.cmdline(pid)
                 cwd = os.readlink(f"/proc/{pid}/cwd")
-                if _names_file(argv, cwd, wanted) or _listens(pid, config, cwd):
-                    _check_ours(pid, argv, wanted)
+                if procfs.names_file(argv, cwd, wanted) or procfs.listens(pid, config, cwd):
+                    procfs.check_ours(pid, argv, wanted)
                     return process
             except PermissionError:
                 unreadable = True
@@ -517,7 +509,7 @@ class LocalPlatform(Platform):
                 continue
         return self._find_by_info(wanted) if unreadable else None
 
-    def _find_by_info(self, wanted: str) -> _Process | None:
+    def _find_by_info(self, wanted: str) -> procfs.Process | None:
         """Ask the server itself (INFO process_id and config_file) when /proc would not tell."""
         endpoint = self._connect or self.endpoint()
         if endpoint is None:
@@ -534,15 +526,15 @@ class LocalPlatform(Platform):
         config_file = str(info.get("config_file") or "")
         if not config_file or os.path.realpath(config_file) != wanted:
             return None
-        return _process(int(info["process_id"]))
+        return procfs.process_of(int(info["process_id"]))
 
-    def _remember(self, process: _Process) -> None:
+    def _remember(self, process: procfs.Process) -> None:
         """Keep how the running process was started (ours: exactly what we ran)."""
         if self._started is not None and self._started[0] == process:
             return
-        argv = _cmdline(process.pid)
+        argv = procfs.cmdline(process.pid)
         cwd = os.readlink(f"/proc/{process.pid}/cwd")
-        uid, gid, groups = _ids(process.pid)
+        uid, gid, groups = procfs.ids(process.pid)
         titled = len(argv) == 1 and " " in argv[0]
         argv0 = argv[0].split(" ")[0] if titled else argv[0]
         options = [] if titled or len(argv) < 2 else argv[2:]
@@ -550,7 +542,7 @@ class LocalPlatform(Platform):
         if pin:
             options = [*options, "--dir", cwd]
         self._recipe = StartRecipe(
-            executable=_executable(process.pid, argv0),
+            executable=procfs.executable(process.pid, argv0),
             argv=(argv0, self.config_path, *options),
             cwd=start_dir,
             uid=uid,
@@ -622,9 +614,9 @@ class LocalPlatform(Platform):
                 raise TransientError(f"{self.describe()} was not running {timeout:.0f}s after its start")
             time.sleep(_POLL)
 
-    def _wait_gone(self, process: _Process, timeout: float, when: str) -> None:
+    def _wait_gone(self, process: procfs.Process, timeout: float, when: str) -> None:
         deadline = time.monotonic() + timeout
-        while _alive(process):
+        while procfs.alive(process):
             if time.monotonic() > deadline:
                 raise TransientError(f"{self.describe()} (pid {process.pid}) runs {timeout:.0f}s {when}")
             time.sleep(_POLL)
@@ -655,7 +647,7 @@ class LocalPlatform(Platform):
                 "stop it by hand or give a stop command in the environment file"
             ) from None
         except redis.ConnectionError as exc:
-            if self._started is not None and _alive(self._started[0]):
+            if self._started is not None and procfs.alive(self._started[0]):
                 # Ours, just started (a rollback): not listening yet, it holds only what is on disk.
                 self.kill()
                 return
@@ -829,136 +821,3 @@ def _remove_empty_tree(path: str) -> None:
                 os.rmdir(posixpath.join(root, directory))
     with contextlib.suppress(OSError):
         os.rmdir(path)
-
-
-# --- /proc --------------------------------------------------------------------------------
-
-
-#: Command names of a running server (unchanged by the process title): Debian's redis-server is a
-#: symlink to redis-check-rdb, and a server started through the link's target is named after it.
-_SERVER_COMMS = (b"redis-server", b"redis-check-rdb")
-
-
-def _redis_pids() -> Iterator[int]:
-    """Pids whose command name is one a redis-server can have."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/comm", "rb") as handle:
-                comm = handle.read().strip()
-        except OSError:
-            continue
-        if comm.startswith(_SERVER_COMMS):
-            yield int(entry)
-
-
-def _process(pid: int) -> _Process | None:
-    """The process `pid` if it lives (a zombie does not)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return _Process(pid, int(fields[19]))
-
-
-def _alive(process: _Process) -> bool:
-    return _process(process.pid) == process
-
-
-def _cmdline(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/cmdline", "rb") as handle:
-        raw = handle.read().split(b"\0")
-    return [part.decode("utf-8", "surrogateescape") for part in raw if part] or [""]
-
-
-def _ids(pid: int) -> tuple[int, int, tuple[int, ...]]:
-    """Real uid, real gid and supplementary groups of `pid`."""
-    fields: dict[str, list[str]] = {}
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            key, _, value = line.partition(":")
-            fields[key] = value.split()
-    return int(fields["Uid"][0]), int(fields["Gid"][0]), tuple(int(g) for g in fields.get("Groups", []))
-
-
-def _same_namespaces(pid: int) -> bool:
-    """Whether `pid` sees our files and our network (not a process inside a container)."""
-    return all(os.readlink(f"/proc/{pid}/ns/{n}") == os.readlink(f"/proc/self/ns/{n}") for n in _NAMESPACES)
-
-
-def _names_file(argv: list[str], cwd: str, wanted: str) -> bool:
-    """Whether the command line (not replaced by a title) names the config file `wanted`."""
-    if len(argv) < 2 or argv[1].startswith("-"):
-        return False
-    return os.path.realpath(posixpath.join(cwd, argv[1])) == wanted
-
-
-def _check_ours(pid: int, argv: list[str], wanted: str) -> None:
-    """A process found by its port whose visible command line names another config is not ours."""
-    visible = len(argv) >= 2 and not argv[1].startswith("-") and posixpath.isabs(argv[1])
-    if visible and os.path.realpath(argv[1]) != wanted:
-        raise ConfigError(
-            f"the redis-server listening where {wanted} says (pid {pid}) runs from {argv[1]}: "
-            "check the local:// target"
-        )
-
-
-def _listens(pid: int, config: RedisConfig, cwd: str) -> bool:
-    """Whether `pid` holds a listening socket on the config's TCP port or unix socket."""
-    sockets = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        with contextlib.suppress(OSError):
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            if link.startswith("socket:["):
-                sockets.add(link[8:-1])
-    if not sockets:
-        return False
-    if config.port and sockets & _tcp_listeners(pid, config.port):
-        return True
-    if config.unixsocket:
-        path = os.path.realpath(posixpath.join(cwd, config.unixsocket))
-        return bool(sockets & _unix_listeners(pid, path))
-    return False
-
-
-def _tcp_listeners(pid: int, port: int) -> set[str]:
-    inodes = set()
-    for table in ("tcp", "tcp6"):
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/{table}") as handle:
-            next(handle, None)
-            for line in handle:
-                fields = line.split()
-                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(fields[9])
-    return inodes
-
-
-def _unix_listeners(pid: int, path: str) -> set[str]:
-    inodes = set()
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/net/unix") as handle:
-        next(handle, None)
-        for line in handle:
-            fields = line.split()
-            if len(fields) >= 8 and int(fields[3], 16) & 0x10000 and fields[7] == path:
-                inodes.add(fields[6])
-    return inodes
-
-
-def _executable(pid: int, argv0: str) -> str:
-    """The file to run again: argv[0] when absolute, a bare name through PATH (keeping the name
-    it was run by: the link, not its target), else /proc/<pid>/exe."""
-    if posixpath.isabs(argv0) and os.path.exists(argv0):
-        return argv0
-    found = shutil.which(argv0) if "/" not in argv0 else None
-    if found:
-        return found
-    with contextlib.suppress(OSError):
-        exe = os.readlink(f"/proc/{pid}/exe")
-        if not exe.endswith(" (deleted)") and os.path.exists(exe):
-            return exe
-    return shutil.which(argv0) or find_redis_binary()
-
