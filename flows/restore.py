@@ -7,7 +7,6 @@ the artifact before the target is touched. No postponed annotations here (see
 flows/backup.py).
 """
 
-import os
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +23,6 @@ from flows.restore_report import RestoreOutcome, RestoreRun, phase_lines, publis
 from redis_dr.errors import RedisDRError, RefusedError
 from redis_dr.manifest import BACKUP_ID_FORMAT
 from redis_dr.platforms.base import aside_dir, check_tag
-from redis_dr.platforms.docker import DockerPlatform
-from redis_dr.platforms.target import TargetKind, parse_target
 from redis_dr.redis.connection import redact_redis_url
 from redis_dr.restore.plan import RestorePlan, new_tag
 from redis_dr.restore.preflight import explain_refusal
@@ -107,17 +104,12 @@ def _with_note(exc: RedisDRError, note: str) -> RedisDRError:
 def lock_name(request: RestoreRequest) -> str:
     """What the restore's lock is named after: the target however it is spelled (the config file's
     real path, the container's id), else the live server's address."""
-    if request.target:
-        spec = parse_target(request.target)
-        if spec.kind is TargetKind.LOCAL:
-            return f"local://{os.path.realpath(spec.name)}"
-        if spec.kind in (TargetKind.DOCKER, TargetKind.COMPOSE):
-            platform = target_platform(request)
-            assert isinstance(platform, DockerPlatform)
-            return f"docker://{platform.container_id()}"
-        return str(spec)
-    assert request.redis_url is not None
-    return redact_redis_url(request.redis_url)
+    platform = target_platform(request)
+    if platform is not None:
+        return platform.identity()
+    url = request.target or request.redis_url
+    assert url is not None
+    return redact_redis_url(url)
 
 
 def _restore(run: RestoreRun, approved: bool, started: float, log: Any) -> RestoreOutcome:

@@ -126,6 +126,11 @@ class Platform(abc.ABC):
     def describe(self) -> str:
         """One line for the plan: what and where the target is (no secrets)."""
 
+    def identity(self) -> str:
+        """One name for the target however it was spelled (a config's real path, a container's
+        id): two operations on the same server see the same name (the restore lock is named so)."""
+        return self.target
+
     @abc.abstractmethod
     def endpoint(self) -> RedisEndpoint | None:
         """How to reach the server, when the platform can tell (port and password from its

@@ -174,9 +174,9 @@ class DockerPlatform(Platform):
         password = config.requirepass or os.environ.get(PASSWORD_ENV) or None
         return RedisEndpoint("redis", host=host, port=config.port, password=password)
 
-    def container_id(self) -> str:
-        """The container's full id: one name for it however the target named it."""
-        return str(self._inspect()["Id"])
+    def identity(self) -> str:
+        """`docker://<full id>`: one name for the container however the target named it."""
+        return f"docker://{self._inspect()['Id']}"
 
     def layout(self) -> DataLayout:
         """From the container's command and the config file it names (read out of the container)."""

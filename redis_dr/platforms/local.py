@@ -164,6 +164,10 @@ class LocalPlatform(Platform):
 
     # --- what it is ------------------------------------------------------------------------
 
+    def identity(self) -> str:
+        """`local://<real path of the config>`: symlinks, `./` and `//` spell the same server."""
+        return f"local://{os.path.realpath(self.config_path)}"
+
     def describe(self) -> str:
         """One line: the config file, and how it is started when not by us."""
         how = ""

@@ -120,7 +120,7 @@ def test_a_restore_of_a_container_under_restore_is_refused_when_named_by_its_id(
     target.client().set("precious", "data")
     platform = target.platform
     assert isinstance(platform, DockerPlatform)
-    container_id = platform.container_id()
+    container_id = platform.identity().removeprefix("docker://")
     pid = target.client().info("server")["process_id"]
     first = build_restore_request(instance="sessions", storage=storage, target=platform.target)
     with target_lock(lock_name(first)):
