@@ -47,6 +47,7 @@ from redis_dr.errors import (
     UnsupportedError,
 )
 from redis_dr.platforms.base import Platform
+from redis_dr.redis import conf
 from redis_dr.redis.connection import RedisEndpoint, endpoint_of, open_client
 from redis_dr.redis.errors import translate
 from redis_dr.redis.info import ServerFacts, info_text, parse_info
@@ -57,7 +58,6 @@ QUIET_TRIES = 5
 #: ACL rules an AOF backup needs (besides reading the files through the platform).
 AOF_PERMISSIONS = "+info +config|get +config|set"
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_SPACE = b" \t\n\r\v\f"
 
 
 class AofFileType(StrEnum):
@@ -81,62 +81,9 @@ class AofEntry:
 
 
 def split_args(line: bytes) -> list[bytes]:
-    """Split a manifest line as Redis does (`sdssplitargs`): "double" quotes with \\n \\r \\t
-    \\b \\a and \\xHH escapes, 'single' quotes with \\' only; ValueError when malformed."""
-    args: list[bytes] = []
-    i, n = 0, len(line)
-    while True:
-        while i < n and line[i] in _SPACE:
-            i += 1
-        if i >= n:
-            return args
-        current = bytearray()
-        quote = 0  # 0, or the quote byte we are inside
-        while True:
-            c = line[i] if i < n else None
-            if quote == 0x22:  # "
-                if c is None:
-                    raise ValueError("unterminated double quotes")
-                if c == 0x5C and i + 3 < n and line[i + 1] == 0x78 and _is_hex(line[i + 2 : i + 4]):
-                    current.append(int(line[i + 2 : i + 4], 16))
-                    i += 3
-                elif c == 0x5C and i + 1 < n:
-                    i += 1
-                    current += {0x6E: b"\n", 0x72: b"\r", 0x74: b"\t", 0x62: b"\b", 0x61: b"\a"}.get(
-                        line[i], bytes([line[i]])
-                    )
-                elif c == 0x22:
-                    if i + 1 < n and line[i + 1] not in _SPACE:
-                        raise ValueError("closing quote must be followed by a space")
-                    i += 1
-                    break
-                else:
-                    current.append(c)
-            elif quote == 0x27:  # '
-                if c is None:
-                    raise ValueError("unterminated single quotes")
-                if c == 0x5C and i + 1 < n and line[i + 1] == 0x27:
-                    i += 1
-                    current.append(0x27)
-                elif c == 0x27:
-                    if i + 1 < n and line[i + 1] not in _SPACE:
-                        raise ValueError("closing quote must be followed by a space")
-                    i += 1
-                    break
-                else:
-                    current.append(c)
-            elif c is None or c in b" \n\r\t\0":
-                break
-            elif c in (0x22, 0x27):
-                quote = c
-            else:
-                current.append(c)
-            i += 1
-        args.append(bytes(current))
-
-
-def _is_hex(two: bytes) -> bool:
-    return len(two) == 2 and all(chr(b) in "0123456789abcdefABCDEF" for b in two)
+    """Split a manifest line as Redis does (`sdssplitargs`, the same grammar as redis.conf):
+    bytes pass through latin-1 one to one; ValueError when malformed."""
+    return [arg.encode("latin-1") for arg in conf.split_args(line.decode("latin-1"))]
 
 
 def parse_aof_manifest(data: bytes, *, where: str) -> list[AofEntry]:

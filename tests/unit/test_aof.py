@@ -50,7 +50,7 @@ def test_quoted_names_and_keys_in_any_case_and_order() -> None:
         (b"file a/b seq 1 type b\n", "not a file name"),
         (b"file a seq 0 type b\n", "positive number"),
         (b"file a seq 1 type z\n", "unknown file type"),
-        (b'file "a seq 1 type b\n', "unterminated"),
+        (b'file "a seq 1 type b\n', "unbalanced quotes"),
         (b'file "a"b seq 1 type b\n', "followed by a space"),
         (b"file a seq 1 type b\nfile c seq 2 type b\n", "2 base files"),
         (b"file a seq 2 type i\nfile c seq 1 type i\n", "out of sequence"),
