@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 .PHONY: help demo test lint unit bench bench-restore deps system-deps clean
 
 help:
-	@echo "make demo   back up a throwaway Redis session store into ./backups (temporary local Prefect API)"
+	@echo "make demo   a whole disaster: back up a throwaway session store, break it, restore it, verify it"
 	@echo "make test   lint, type-check and run every test against real servers"
 	@echo "make bench  measure backups of ~100 MB and ~1 GB against the runbook pipeline"
 	@echo "make bench-restore  measure restores of ~100 MB and ~1 GB against a bare load and the runbook"
