@@ -211,6 +211,11 @@ class Platform(abc.ABC):
         """Undo `swap_in`: the placed names go back under `staging_dir(swap.tag)` and the
         names moved aside return. The data directory is then as before `swap_in`."""
 
+    def work_entries(self) -> list[str] | None:
+        """Names directly under WORK_DIR (earlier restores' aside and staging directories),
+        or None when the platform cannot list them cheaply (the plan then does not say)."""
+        return None
+
     @abc.abstractmethod
     def discard_staging(self, tag: str) -> None:
         """Remove `staging_dir(tag)` and what is in it (never anything else)."""

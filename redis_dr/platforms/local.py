@@ -438,6 +438,16 @@ class LocalPlatform(Platform):
             raise type(first)(f"{first} (and {len(failures) - 1} more names not put back)") from first
         raise first
 
+    def work_entries(self) -> list[str] | None:
+        """The directories under WORK_DIR: earlier restores' aside copies and interrupted stagings."""
+        try:
+            with os.scandir(posixpath.join(self.layout().dir, WORK_DIR)) as entries:
+                return sorted(entry.name for entry in entries if entry.is_dir(follow_symlinks=False))
+        except FileNotFoundError:
+            return []
+        except OSError:
+            return None
+
     def discard_staging(self, tag: str) -> None:
         """Remove `.redis-dr/staging-<tag>` (and `.redis-dr` when that leaves it empty)."""
         path = self._path(staging_dir(tag))

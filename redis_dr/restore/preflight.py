@@ -13,7 +13,7 @@ from datetime import datetime
 import redis
 
 from redis_dr.errors import AccessDeniedError, TransientError, UnsupportedError
-from redis_dr.platforms.base import DataLayout, Platform, ServerState, aside_dir, staging_dir
+from redis_dr.platforms.base import WORK_DIR, DataLayout, Platform, ServerState, aside_dir, staging_dir
 from redis_dr.redis.connection import RedisEndpoint, open_client
 from redis_dr.redis.errors import translate
 from redis_dr.redis.info import ServerFacts, max_rdb_version, read_server_facts
@@ -41,6 +41,8 @@ class TargetFacts:
     free_bytes: int | None = None
     owner: tuple[int, int] | None = None
     binary_version: str | None = None
+    #: What earlier restores left under WORK_DIR (None: not known).
+    leftovers: list[str] | None = None
 
     @property
     def redis_version(self) -> str | None:
@@ -61,6 +63,7 @@ def inspect_target(platform: Platform | None, endpoint: RedisEndpoint | None) ->
             target.free_bytes = platform.free_bytes()
             target.owner = platform.owner()
             target.binary_version = platform.server_binary_version()
+            target.leftovers = platform.work_entries()
     else:
         target = TargetFacts(description=f"live server {endpoint}", state=ServerState.RUNNING)
     if endpoint is None or target.state is not ServerState.RUNNING:
@@ -149,6 +152,8 @@ def make_plan(
         else:
             checks.append(Check(name="persistence", verdict=Verdict.OK, detail=f"placed {placement.how}"))
             checks.append(_space_check(placement.size, target.free_bytes, target.layout.dir))
+    if target.leftovers and target.layout is not None:
+        checks.append(_leftovers_check(target.leftovers, target.layout.dir))
     checkpoint, checkpoint_check = _checkpoint_check(request, target, strategy, tag)
     checks.append(checkpoint_check)
     plan = RestorePlan(
@@ -337,6 +342,25 @@ def _space_check(needed: int, free: int | None, directory: str) -> Check:
         verdict=Verdict.OK,
         detail=f"{human_size(needed)} needed, {human_size(free)} free in {directory}",
     )
+
+
+def _leftovers_check(names: list[str], directory: str) -> Check:
+    """Earlier restores' aside copies (their previous data) and interrupted stagings, named."""
+    aside = [name for name in names if name.startswith("aside-")]
+    staging = [name for name in names if name.startswith("staging-") or name.startswith("incoming-")]
+    parts = []
+    if aside:
+        parts.append(
+            f"{len(aside)} earlier restore(s) kept the data they replaced ({', '.join(aside[-3:])}): "
+            "look there first if the target was restored wrongly, remove them when no longer needed"
+        )
+    if staging:
+        parts.append(
+            f"{len(staging)} interrupted restore(s) left staged files ({', '.join(staging[-3:])}): "
+            "safe to remove"
+        )
+    detail = "; ".join(parts) or f"entries from earlier runs: {', '.join(names[:3])}"
+    return Check(name="earlier restores", verdict=Verdict.WARN, detail=f"in {directory}/{WORK_DIR}: {detail}")
 
 
 def _checkpoint_check(

@@ -70,3 +70,27 @@ def test_restore_into_a_compose_service_found_by_its_labels(
     assert_holds(read_dataset(source.client()), target.client())
     placed = target.platform.stat("dump.rdb")
     assert placed is not None and placed.uid == 999  # the official image's redis user, no chown needed
+
+
+def test_the_plan_names_what_earlier_restores_left_in_the_data_directory(
+    source: RedisServer, local_target_factory: Factory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = f"file://{tmp_path / 'backups'}"
+    backup_to(source, storage, capsys)
+    target = local_target_factory({"save": "3600 1"})
+    target.client().save()  # a dump.rdb for the first restore to move aside
+    args = ["restore", "--storage", storage, "--instance", "sessions", "--target", target.platform.target,
+            "--no-checkpoint"]  # fmt: skip
+    code, out, err = run_cli(capsys, *args, "--yes", "--json")
+    assert code == 0, err
+    first_tag = json.loads(out)["tag"]
+    staging = Path(target.platform.layout().dir) / ".redis-dr" / "staging-20250101T000000-000Z"
+    staging.mkdir()  # as a restore killed while staging leaves it
+
+    code, _, err = run_cli(capsys, *args)  # no --yes, no terminal: the plan only
+
+    assert code == 6
+    line = next(line for line in err.splitlines() if "earlier restores:" in line)
+    assert line.lstrip().startswith("WARN")
+    assert f"aside-{first_tag}" in line and "kept the data they replaced" in line
+    assert "staging-20250101T000000-000Z" in line and "safe to remove" in line
