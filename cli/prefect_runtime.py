@@ -231,8 +231,16 @@ def _deliver_pending_logs_and_events() -> None:
     EventsWorker.drain_all(timeout=5)
 
 
+def start_temporary_api_early() -> TemporaryPrefectApi | None:
+    """Start the temporary API now, when `prefect_api()` would start one, so that its start-up
+    overlaps work done before the flow runs; hand it to `prefect_api(started=...)`, which stops it."""
+    if "prefect" in sys.modules or os.environ.get("PREFECT_API_URL"):
+        return None
+    return TemporaryPrefectApi()
+
+
 @contextlib.contextmanager
-def prefect_api() -> Iterator[None]:
+def prefect_api(started: TemporaryPrefectApi | None = None) -> Iterator[None]:
     """Give the flows run in this block a Prefect API.
 
     A configured one (PREFECT_API_URL in the environment or the Prefect profile,
@@ -240,8 +248,8 @@ def prefect_api() -> Iterator[None]:
     `TemporaryPrefectApi` runs for the length of the block, as Prefect's
     ephemeral mode would, started before Prefect is imported.
     """
-    server = None
-    if "prefect" not in sys.modules and not os.environ.get("PREFECT_API_URL"):
+    server = started
+    if server is None and "prefect" not in sys.modules and not os.environ.get("PREFECT_API_URL"):
         server = TemporaryPrefectApi()
     try:
         quiet_prefect_console()

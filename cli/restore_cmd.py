@@ -9,7 +9,7 @@ from typing import Any
 
 from cli.common import move_password_to_env
 from cli.output import enable_progress_bars, say
-from cli.prefect_runtime import prefect_api
+from cli.prefect_runtime import prefect_api, start_temporary_api_early
 from redis_dr.config import load_environment
 from redis_dr.errors import ConfigError, RefusedError
 from redis_dr.platforms.target import TARGET_HELP, TargetKind, parse_target
@@ -107,11 +107,11 @@ def request_from_args(args: argparse.Namespace) -> RestoreRequest:
 
 
 def preflight_here(request: RestoreRequest, tag: str) -> tuple[RestoreRequest, RestorePlan]:
-    """Run preflight in this process (no Prefect) to show the plan before asking."""
-    from tasks.restore import choose_backup_task, preflight
+    """Run preflight in this process, without Prefect, to show the plan before asking."""
+    from tasks.restore_access import find_backup, plan_restore
 
-    source = choose_backup_task.fn(request)
-    plan, _ = preflight.fn(request, source, tag)
+    source = find_backup(request)
+    plan, _ = plan_restore(request, source, tag)
     if source.runbook_key is None:
         # Pin what was approved: 'latest' must not become a newer backup between plan and restore.
         request = request.model_copy(update={"backup": source.manifest.id})
@@ -135,17 +135,24 @@ def run(args: argparse.Namespace) -> int:
     """Plan, confirm, restore, report."""
     request = request_from_args(args)
     tag = new_tag()
-    request, plan = preflight_here(request, tag)
-    for line in plan.lines():
-        say(line)
-    if plan.refusals:
-        raise RefusedError(explain_refusal(plan))
-    confirm(plan, request, args.yes)
-    with prefect_api():
-        enable_progress_bars()
-        from flows.restore import restore
+    # With --yes nobody is asked: the temporary Prefect API starts now and its ~3 s overlap the
+    # plan (it holds a lock on PREFECT_HOME until it answers, so it never waits for a person).
+    early = start_temporary_api_early() if args.yes else None
+    try:
+        request, plan = preflight_here(request, tag)
+        for line in plan.lines():
+            say(line)
+        if plan.refusals:
+            raise RefusedError(explain_refusal(plan))
+        confirm(plan, request, args.yes)
+        with prefect_api(started=early):
+            enable_progress_bars()
+            from flows.restore import restore
 
-        outcome = restore(request, approved=True, tag=tag)
+            outcome = restore(request, approved=True, tag=tag)
+    finally:
+        if early is not None:
+            early.stop()
     from flows.restore_report import phase_lines, verification_lines
 
     for line in verification_lines(outcome.verification):

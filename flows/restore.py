@@ -38,8 +38,8 @@ from tasks.restore import (
     replay_into_target,
     stage_backup,
     swap_and_start,
-    target_platform,
 )
+from tasks.restore_access import target_platform
 from tasks.run_logs import one_line_errors
 
 #: Steps that fail with the target as it was: nothing is stopped or moved before "stop".

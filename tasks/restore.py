@@ -6,7 +6,6 @@ could stop a target that had just come back.
 """
 
 import dataclasses
-import os
 import time
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -16,13 +15,9 @@ from prefect import task
 
 from redis_dr.backup import commit_backup, store_snapshot
 from redis_dr.catalog import Catalog
-from redis_dr.config import AGE_IDENTITY_ENV, BackupRequest
+from redis_dr.config import BackupRequest
 from redis_dr.errors import IntegrityError, RedisDRError, UnsupportedError
-from redis_dr.fetch import identities_from_env
 from redis_dr.manifest import BackupKind, Manifest
-from redis_dr.pipeline import parse_identities
-from redis_dr.platforms.base import Platform
-from redis_dr.platforms.open import open_platform
 from redis_dr.redis.connection import RedisEndpoint, open_client
 from redis_dr.redis.info import ServerFacts
 from redis_dr.redis.snapshot_settings import fast_snapshot
@@ -30,10 +25,9 @@ from redis_dr.restore import file_restore
 from redis_dr.restore.phases import PhaseClock
 from redis_dr.restore.placement import Placement
 from redis_dr.restore.plan import RestorePlan
-from redis_dr.restore.preflight import inspect_target, make_plan
 from redis_dr.restore.replay import ReplayOptions, ReplayResult, replay_keys
 from redis_dr.restore.request import RestoreRequest
-from redis_dr.restore.source import PRE_RESTORE_LABEL, BackupSource, SourceRef, choose_backup
+from redis_dr.restore.source import PRE_RESTORE_LABEL, BackupSource, SourceRef
 from redis_dr.restore.throwaway import Throwaway, load_throwaway, load_throwaway_aof
 from redis_dr.restore.verify import (
     KeySample,
@@ -47,7 +41,7 @@ from redis_dr.restore.verify import (
 )
 from redis_dr.storage import open_storage
 from tasks.policy import MARGIN_SECONDS, RETRY_POLICY, STREAM_SECONDS, storage_timeout
-from tasks.secrets import redis_endpoint, resolve_secret
+from tasks.restore_access import find_backup, identities, plan_restore, target_endpoint, target_platform
 
 #: Keys per database compared with the throwaway server after a replay.
 SAMPLE_KEYS = 20
@@ -71,55 +65,16 @@ class FileRestoreResult:
     moved_aside: list[str]
 
 
-def target_platform(request: RestoreRequest) -> Platform | None:
-    """The platform adapter of the request's target (None for a live server by URL)."""
-    if request.target is None:
-        return None
-    connect = redis_endpoint(request.redis_url, request.password) if request.redis_url else None
-    return open_platform(request.target, request.target_settings, connect=connect)
-
-
-def target_endpoint(request: RestoreRequest, platform: Platform | None) -> RedisEndpoint | None:
-    """How to reach the target's server: `redis_url` if given (the target's own URL for
-    redis:// targets), else what the platform says; the password from `password` if set."""
-    url = request.redis_url or (request.target if platform is None else None)
-    if url is not None:
-        return redis_endpoint(url, request.password)
-    endpoint = platform.endpoint() if platform is not None else None
-    if endpoint is not None and request.password is not None:
-        endpoint = dataclasses.replace(endpoint, password=resolve_secret(request.password))
-    return endpoint
-
-
-def identities(request: RestoreRequest) -> list[Any]:
-    """age identities for encrypted backups: the Secret named in the request, else the environment."""
-    if request.age_identity is not None:
-        return parse_identities(resolve_secret(request.age_identity))
-    return identities_from_env()
-
-
 @task(name="choose-backup", timeout_seconds=STREAM_SECONDS, **RETRY_POLICY)
 def choose_backup_task(request: RestoreRequest) -> SourceRef:
     """Find the backup (reading a runbook file through once to describe it)."""
-    source = choose_backup(request.backup, list(request.storage), request.instance)
-    try:
-        return source.ref()
-    finally:
-        source.close()
+    return find_backup(request)
 
 
 @task(name="preflight", timeout_seconds=storage_timeout(1) + 4 * MARGIN_SECONDS, **RETRY_POLICY)
 def preflight(request: RestoreRequest, source: SourceRef, tag: str) -> tuple[RestorePlan, Placement | None]:
     """Read the target's facts (changing nothing) and write the plan."""
-    platform = target_platform(request)
-    endpoint = target_endpoint(request, platform)
-    facts = inspect_target(platform, endpoint)
-    have_identity = request.age_identity is not None or bool(os.environ.get(AGE_IDENTITY_ENV))
-    opened = source.open()
-    try:
-        return make_plan(request, opened, facts, tag=tag, now=datetime.now(UTC), have_identity=have_identity)
-    finally:
-        opened.close()
+    return plan_restore(request, source, tag)
 
 
 @task(name="checkpoint", timeout_seconds=STREAM_SECONDS, **RETRY_POLICY)
