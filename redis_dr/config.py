@@ -50,7 +50,7 @@ _BLOCK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
-def _valid(check: Callable[[str], object]) -> Callable[[str], str]:
+def field_check(check: Callable[[str], object]) -> Callable[[str], str]:
     """A pydantic validator from one of our checks: its ConfigError becomes a field error."""
 
     def validate(value: str) -> str:
@@ -95,7 +95,7 @@ class SecretRef(BaseModel):
         return f"env {self.env}" if self.env else f"Prefect Secret block {self.prefect_secret!r}"
 
 
-def _as_list(value: object) -> object:
+def as_list(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
@@ -126,13 +126,13 @@ def _check_labels(labels: dict[str, str]) -> dict[str, str]:
     return labels
 
 
-RedisUrl = Annotated[str, AfterValidator(_valid(_check_redis_url))]
-StorageUrl = Annotated[str, AfterValidator(_valid(StorageLocation.parse))]
-Recipient = Annotated[str, AfterValidator(_valid(parse_recipient))]
-InstanceName = Annotated[str, AfterValidator(_valid(validate_instance_name))]
-EnvironmentName = Annotated[str, AfterValidator(_valid(_check_name("environment")))]
+RedisUrl = Annotated[str, AfterValidator(field_check(_check_redis_url))]
+StorageUrl = Annotated[str, AfterValidator(field_check(StorageLocation.parse))]
+Recipient = Annotated[str, AfterValidator(field_check(parse_recipient))]
+InstanceName = Annotated[str, AfterValidator(field_check(validate_instance_name))]
+EnvironmentName = Annotated[str, AfterValidator(field_check(_check_name("environment")))]
 Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
-BackupTarget = Annotated[str, AfterValidator(_valid(parse_target))]
+BackupTarget = Annotated[str, AfterValidator(field_check(parse_target))]
 
 
 def _distinct_locations(urls: list[str]) -> list[str]:
@@ -150,7 +150,7 @@ def _distinct_locations(urls: list[str]) -> list[str]:
     return urls
 
 
-StorageList = Annotated[list[StorageUrl], BeforeValidator(_as_list), AfterValidator(_distinct_locations)]
+StorageList = Annotated[list[StorageUrl], BeforeValidator(as_list), AfterValidator(_distinct_locations)]
 
 _STORAGE_HELP = (
     "Where to store: file:///path, s3://bucket/prefix?region=..., gs://bucket/prefix. "
@@ -258,7 +258,7 @@ class InstanceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     redis_url: str | None = None
-    storage: Annotated[list[str], BeforeValidator(_as_list)] = Field(min_length=1)
+    storage: Annotated[list[str], BeforeValidator(as_list)] = Field(min_length=1)
     kind: BackupKind = BackupKind.RDB
     mode: SnapshotMode = SnapshotMode.STREAM
     compression: Compression = Compression.ZSTD

@@ -14,9 +14,9 @@ from redis_dr.config import (
     RedisUrl,
     SecretRef,
     StorageUrl,
-    _as_list,
     _check_redis_url,
-    _valid,
+    as_list,
+    field_check,
     one_line,
 )
 from redis_dr.errors import ConfigError
@@ -31,7 +31,7 @@ def _check_target(text: str) -> None:
         _check_redis_url(text)
 
 
-TargetName = Annotated[str, AfterValidator(_valid(_check_target))]
+TargetName = Annotated[str, AfterValidator(field_check(_check_target))]
 _PATTERN = re.compile(r"^[^\x00-\x1f\x7f]{1,512}$")
 
 
@@ -119,7 +119,7 @@ class RestoreRequest(BaseModel):
     @classmethod
     def _storage_list(cls, data: object) -> object:
         if isinstance(data, dict) and "storage" in data:
-            data = {**data, "storage": _as_list(data["storage"])}
+            data = {**data, "storage": as_list(data["storage"])}
         return data
 
     @model_validator(mode="after")
