@@ -26,7 +26,7 @@ from redis_dr.catalog import Catalog
 from redis_dr.errors import AccessDeniedError, ConfigError, IntegrityError, NotFoundError, TransientError
 from redis_dr.fetch import read_file
 from redis_dr.manifest import BackupKind, Manifest, RedisSource, StoredFile, backup_id_for
-from redis_dr.pipeline import Compression, Tally, decompress, prefetch
+from redis_dr.pipeline import Compression, HeaderTap, Tally, decompress, prefetch
 from redis_dr.redis.rdb import RDB_HEADER_SIZE, parse_rdb_version
 from redis_dr.redis.rdb_scan import RdbCounter
 from redis_dr.storage import Storage, open_storage
@@ -161,17 +161,11 @@ def _describe(storage: Storage, key: str, instance: str, taken: datetime) -> Man
     first = next(chunks, b"")
     compression = Compression.GZIP if first.startswith(_GZIP_MAGIC) else Compression.NONE
     where = f"{redact_url(storage.url)}/{key}"
+    header = HeaderTap(RDB_HEADER_SIZE, check=parse_rdb_version)  # not an RDB: refused at its header
     try:
-        raw = counter.tap(raw_tally.tap(decompress(_chain(first, chunks), compression)))
-        header = b""
-        rdb_version: int | None = None
-        for chunk in raw:
-            if rdb_version is None:
-                header += chunk[: RDB_HEADER_SIZE - len(header)]
-                if len(header) >= RDB_HEADER_SIZE:
-                    rdb_version = parse_rdb_version(header)  # not an RDB: refused now, not at the end
-        if rdb_version is None:
-            rdb_version = parse_rdb_version(header)  # raises: too short to be an RDB
+        for _ in counter.tap(header.tap(raw_tally.tap(decompress(_chain(first, chunks), compression)))):
+            pass
+        rdb_version = parse_rdb_version(header.header)  # a file too short for a header raises here
     except IntegrityError as exc:
         raise IntegrityError(f"{where} is not a readable RDB backup: {exc}") from None
     if counter.counts() is None:

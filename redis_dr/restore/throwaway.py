@@ -24,6 +24,7 @@ from pathlib import Path
 import redis
 
 from redis_dr.errors import IntegrityError, StorageFullError, UnsupportedError
+from redis_dr.pipeline import HeaderTap
 from redis_dr.redis.info import max_rdb_version
 from redis_dr.redis.rdb import RDB_HEADER_SIZE, parse_rdb_version
 from redis_dr.sandbox.redis_server import RedisServer, find_redis_binary
@@ -190,8 +191,8 @@ def _write_plain(chunks: Iterable[bytes], path: Path) -> int:
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise StorageFullError(
-                f"no space left in {path.parent.parent} for the throwaway copy of the backup: free space "
-                "or choose another work directory"
+                f"no space left in {path.parent.parent} for the throwaway copy of the backup "
+                f"({size} bytes written): free space or choose another work directory"
             ) from None
         raise
     return size
@@ -200,35 +201,19 @@ def _write_plain(chunks: Iterable[bytes], path: Path) -> int:
 def _write_rdb(chunks: Iterable[bytes], path: Path, local_version: str) -> tuple[int, int]:
     """Write the chunks to `path`, refusing a newer RDB as soon as its header is in; (version, size)."""
     newest = max_rdb_version(local_version)
-    version: int | None = None
-    head = b""
-    size = 0
-    try:
-        with path.open("xb") as out:
-            for chunk in chunks:
-                if version is None:
-                    head += chunk[: RDB_HEADER_SIZE - len(head)]
-                    if len(head) >= RDB_HEADER_SIZE:
-                        version = parse_rdb_version(head)
-                        if version > newest:
-                            raise UnsupportedError(
-                                f"the backup is RDB version {version}, newer than the local redis-server "
-                                f"{local_version} reads (up to RDB {newest}): install a redis-server that "
-                                "reads it to replay this backup"
-                            )
-                out.write(chunk)
-                size += len(chunk)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise StorageFullError(
-                f"no space left in {path.parent.parent} for the throwaway copy of the backup "
-                f"({size} bytes written): free space or choose another work directory"
-            ) from None
-        raise
-    if version is None:
-        parse_rdb_version(head)  # raises: too short to be an RDB
-        raise AssertionError("unreachable")
-    return version, size
+
+    def readable(head: bytes) -> None:
+        version = parse_rdb_version(head)
+        if version > newest:
+            raise UnsupportedError(
+                f"the backup is RDB version {version}, newer than the local redis-server "
+                f"{local_version} reads (up to RDB {newest}): install a redis-server that "
+                "reads it to replay this backup"
+            )
+
+    header = HeaderTap(RDB_HEADER_SIZE, check=readable)
+    size = _write_plain(header.tap(chunks), path)
+    return parse_rdb_version(header.header), size  # a file too short for a header raises here
 
 
 def _load_failure(server: RedisServer, exc: BaseException) -> str:
