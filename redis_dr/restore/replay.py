@@ -51,17 +51,10 @@ class ReplayOptions(BaseModel):
     backup_rdb_version: int | None = None
 
 
-class DbReplay(BaseModel):
-    """One database: keys scanned in the throwaway, written, kept (existing), expired before written."""
+class DbReplay(DbCounts):
+    """One database's counts, with its number."""
 
     db: int
-    scanned: int = 0
-    written: int = 0
-    kept: int = 0
-    expired: int = 0
-    payload_bytes: int = 0
-    #: Keys the flush removed from the target before the replay.
-    removed: int = 0
 
 
 class ReplayResult(BaseModel):
@@ -132,7 +125,7 @@ def replay_keys(
         conn.disconnect()
         client.close()
     return ReplayResult(
-        databases={db: DbReplay(db=db, **dataclasses.asdict(c)) for db, c in counts.items()},
+        databases={db: DbReplay(db=db, **c.model_dump()) for db, c in counts.items()},
         seconds=time.monotonic() - started,
         target_version=target_version,
         payload_rdb_version=payload_version,

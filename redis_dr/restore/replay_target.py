@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel
+
 from redis_dr.errors import (
     AccessDeniedError,
     PermanentError,
@@ -36,15 +38,16 @@ _RECV = 256 << 10
 _OK = b"+OK\r\n"
 
 
-@dataclass
-class DbCounts:
-    """What the replay did in one database (updated as replies arrive)."""
+class DbCounts(BaseModel):
+    """What the replay did in one database (updated as each batch is answered): keys scanned in
+    the throwaway, written, kept (existing), expired before written, payload bytes."""
 
     scanned: int = 0
     written: int = 0
     kept: int = 0
     expired: int = 0
     payload_bytes: int = 0
+    #: Keys the flush removed from the target before the replay.
     removed: int = 0
 
 
