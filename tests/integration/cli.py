@@ -97,3 +97,14 @@ def wait_until_snapshot_streams(
         assert still_running(), "the backup ended before it received its snapshot"
         assert time.monotonic() < deadline, f"no snapshot streamed within {timeout:.0f}s"
         time.sleep(0.05)
+
+
+def backup_with_cli(
+    capsys: pytest.CaptureFixture[str], redis_url: str, storage: str, *extra: str, instance: str = "sessions"
+) -> str:
+    """`redis-dr backup` that must succeed; the new backup's id."""
+    code, out, err = run_cli(
+        capsys, "backup", "--redis-url", redis_url, "--storage", storage, "--instance", instance, *extra
+    )
+    assert code == 0, err
+    return out.strip()

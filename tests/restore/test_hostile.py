@@ -25,20 +25,6 @@ from tests.integration.cli import assert_one_clear_error, run_cli
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
 
-@pytest.fixture
-def storage(
-    redis_factory: Callable[..., RedisServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> str:
-    """A file location holding one backup of a small session store."""
-    server = redis_factory()
-    server.client().mset({f"session:{i}": i for i in range(20)})
-    url = f"file://{tmp_path / 'backups'}"
-    code, _, err = run_cli(
-        capsys, "backup", "--redis-url", server.url, "--storage", url, "--instance", "sessions"
-    )
-    assert code == 0, err
-    return url
-
 
 def recorded_runs_text() -> str:
     """Every flow run's parameters and every log line the Prefect API holds, as text."""

@@ -11,7 +11,7 @@ import yaml
 
 from redis_dr.sandbox.redis_server import RedisServer
 from tests.fixtures.targets import TargetServer
-from tests.integration.cli import run_cli
+from tests.integration.cli import backup_with_cli, run_cli
 from tests.integration.datasets import assert_holds, fill_every_type, read_dataset
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
@@ -25,17 +25,11 @@ def source(redis_factory: Callable[..., RedisServer]) -> RedisServer:
     return server
 
 
-def backup_to(server: RedisServer, storage: str, capsys: pytest.CaptureFixture[str]) -> str:
-    code, out, err = run_cli(capsys, "backup", "--redis-url", server.url, "--storage", storage, "--instance", "sessions")
-    assert code == 0, err
-    return out.strip()
-
-
 def test_restore_from_an_environment_file_names_its_target(
     source: RedisServer, local_target_factory: Factory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     storage = f"file://{tmp_path / 'backups'}"
-    backup_id = backup_to(source, storage, capsys)
+    backup_id = backup_with_cli(capsys, source.url, storage)
     target = local_target_factory()
     env_file = tmp_path / "production.yaml"
     env_file.write_text(yaml.safe_dump({
@@ -59,7 +53,7 @@ def test_restore_into_a_compose_service_found_by_its_labels(
     source: RedisServer, docker_target_factory: Factory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     storage = f"file://{tmp_path / 'backups'}"
-    backup_to(source, storage, capsys)
+    backup_with_cli(capsys, source.url, storage)
     target = docker_target_factory(compose=("shop", "redis"))
     target.client().set("old", "x")
 
@@ -76,7 +70,7 @@ def test_the_plan_names_what_earlier_restores_left_in_the_data_directory(
     source: RedisServer, local_target_factory: Factory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     storage = f"file://{tmp_path / 'backups'}"
-    backup_to(source, storage, capsys)
+    backup_with_cli(capsys, source.url, storage)
     target = local_target_factory({"save": "3600 1"})
     target.client().save()  # a dump.rdb for the first restore to move aside
     args = ["restore", "--storage", storage, "--instance", "sessions", "--target", target.platform.target,

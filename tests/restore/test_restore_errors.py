@@ -21,7 +21,7 @@ from redis_dr.sandbox.ports import free_port
 from redis_dr.sandbox.redis_server import RedisServer
 from redis_dr.storage import open_storage
 from tests.fixtures.targets import TargetServer
-from tests.integration.cli import assert_one_clear_error, run_cli
+from tests.integration.cli import assert_one_clear_error, backup_with_cli, run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 Factory = Callable[..., TargetServer]
@@ -45,17 +45,6 @@ class Untouched:
         assert self.target.platform.state() is ServerState.RUNNING
         assert self._read() == self.state
 
-
-@pytest.fixture
-def storage(redis_factory: Callable[..., RedisServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
-    """A file location holding one backup of a small session store."""
-    server = redis_factory()
-    for i in range(50):
-        server.client().set(f"session:{i}", i, ex=3600)
-    url = f"file://{tmp_path / 'backups'}"
-    code, _, err = run_cli(capsys, "backup", "--redis-url", server.url, "--storage", url, "--instance", "sessions")
-    assert code == 0, err
-    return url
 
 
 @pytest.fixture
@@ -116,9 +105,7 @@ def test_a_wrong_decryption_key(
     server = redis_factory()
     server.client().set("k", "v")
     url = f"file://{tmp_path / 'enc'}"
-    code, _, err = run_cli(capsys, "backup", "--redis-url", server.url, "--storage", url, "--instance", "sessions",
-                           "--encrypt-to", str(right.to_public()))  # fmt: skip
-    assert code == 0, err
+    backup_with_cli(capsys, server.url, url, "--encrypt-to", str(right.to_public()))
     untouched = Untouched(target)
     monkeypatch.delenv("REDIS_DR_AGE_IDENTITY", raising=False)
     code, _, err = run_cli(capsys, *restore_args(url, target.platform.target, "--no-checkpoint"))
@@ -165,8 +152,7 @@ def test_not_enough_disk_is_refused_before_anything_is_written(
     big = redis_factory()
     big.client().set("blob", os.urandom(3_000_000))  # incompressible: the RDB holds 3 MB
     url = f"file://{tmp_path / 'big'}"
-    code, _, err = run_cli(capsys, "backup", "--redis-url", big.url, "--storage", url, "--instance", "sessions")
-    assert code == 0, err
+    backup_with_cli(capsys, big.url, url)
     small = tmpfs_factory("1m")
     target = local_target_factory({"dir": str(small)})
     untouched = Untouched(target)
@@ -215,8 +201,7 @@ def slow_backup(
     big = redis_factory()
     big.client().mset({f"session:{i}": i for i in range(3000)})
     url = f"file://{tmp_path / 'big'}"
-    code, _, err = run_cli(capsys, "backup", "--redis-url", big.url, "--storage", url, "--instance", "sessions")
-    assert code == 0, err
+    backup_with_cli(capsys, big.url, url)
     return url
 
 
@@ -311,8 +296,7 @@ def test_a_checkpoint_that_cannot_be_stored_stops_the_restore_saying_the_target_
     server = redis_factory()
     server.client().mset({f"session:{i}": i for i in range(50)})
     url = f"file://{disk}"
-    code, _, err = run_cli(capsys, "backup", "--redis-url", server.url, "--storage", url, "--instance", "sessions")
-    assert code == 0, err
+    backup_with_cli(capsys, server.url, url)
     target.client().set("big", os.urandom(3_000_000))  # the checkpoint will not fit in 2 MiB
     untouched = Untouched(target)
 

@@ -19,15 +19,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness"
 Factory = Callable[..., TargetServer]
 
 
-@pytest.fixture
-def storage(redis_factory: Callable[..., RedisServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
-    server = redis_factory()
-    server.client().mset({f"session:{i}": i for i in range(20)})
-    url = f"file://{tmp_path / 'backups'}"
-    code, _, err = run_cli(capsys, "backup", "--redis-url", server.url, "--storage", url, "--instance", "sessions")
-    assert code == 0, err
-    return url
-
 
 @pytest.fixture
 def sentinel_watching(tmp_path: Path) -> Iterator[Callable[[int], None]]:
