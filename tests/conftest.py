@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.fixtures.prefect_server",
     "tests.fixtures.local_targets",
     "tests.fixtures.docker_targets",
+    "tests.fixtures.unprivileged",
 ]
 
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,10 +18,10 @@ from redis_dr.sandbox.ports import free_port
 from redis_dr.sandbox.redis_server import find_redis_binary
 from tests.fixtures.local_targets import spawn_detached, wait_for_ping
 from tests.fixtures.targets import TargetServer
+from tests.fixtures.unprivileged import NOBODY, as_nobody
 
 pytestmark = pytest.mark.integration
 Factory = Callable[..., TargetServer]
-NOBODY = 65534
 TIMEOUT = 30.0
 
 
@@ -103,42 +100,6 @@ def test_missing_config_file_is_not_found(tmp_path: Path) -> None:
         LocalPlatform(str(conf)).layout()
 
 
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory an unprivileged user can reach (pytest's tmp_path is root-only)."""
-    if os.geteuid() != 0:
-        pytest.skip("dropping to another user needs root")
-    path = Path(tempfile.mkdtemp(prefix="redis-dr-local-perm-"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path)
-
-
-def as_nobody(operation: Callable[[], object]) -> dict[str, object]:
-    """Run operation in a forked child that became uid 65534; its result or error as a dict."""
-    reader, writer = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        try:
-            os.close(reader)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            try:
-                result: dict[str, object] = {"ok": repr(operation())}
-            except Exception as exc:
-                result = {"error": type(exc).__name__, "message": str(exc)}
-            os.write(writer, json.dumps(result).encode())
-        finally:
-            os._exit(0)
-    os.close(writer)
-    with os.fdopen(reader, "rb") as pipe:
-        data = pipe.read()
-    os.waitpid(pid, 0)
-    answer: dict[str, object] = json.loads(data)
-    return answer
 
 
 def test_unreadable_config_file_is_access_denied(shared_dir: Path) -> None:

@@ -7,12 +7,8 @@ forked from the test that has dropped to an unprivileged user.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import subprocess
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,8 +16,7 @@ import pytest
 from redis_dr.errors import AccessDeniedError, StorageFullError
 from redis_dr.storage.base import MiB
 from redis_dr.storage.file import FileStorage
-
-NOBODY = 65534
+from tests.fixtures.unprivileged import NOBODY, as_nobody
 
 
 def _run(*command: str) -> subprocess.CompletedProcess[str]:
@@ -67,7 +62,9 @@ def test_read_only_file_system_is_access_denied(tmpfs: Path) -> None:
     if done.returncode != 0:
         pytest.skip(f"cannot remount read-only here: {done.stderr.strip()}")
     for key in ("sessions/20261125T000000Z/dump.rdb", "sessions/20261125T010000Z/manifest.json"):
-        with pytest.raises(AccessDeniedError, match=f"read-only file system.*file://{tmpfs}/backups") as caught:
+        with pytest.raises(
+            AccessDeniedError, match=f"read-only file system.*file://{tmpfs}/backups"
+        ) as caught:
             store.put_bytes(key, b"{}")
         assert str(tmpfs / "backups" / "sessions") in str(caught.value)
         assert caught.value.exit_code == 4
@@ -77,52 +74,10 @@ def test_read_only_file_system_is_access_denied(tmpfs: Path) -> None:
 # -- as an unprivileged user ---------------------------------------------------
 
 
-def as_nobody(root: Path, operation: Callable[[FileStorage], object]) -> dict[str, object]:
-    """Run operation on a FileStorage at root in a forked child that has become uid 65534.
-
-    Forked, not executed: the interpreter lives under /root, which that user cannot enter.
-    """
-    reader, writer = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        try:
-            os.close(reader)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            try:
-                result: dict[str, object] = {"ok": repr(operation(FileStorage(root)))}
-            except Exception as exc:
-                result = {"error": type(exc).__name__, "message": str(exc), "exit_code": getattr(exc, "exit_code", None)}
-            os.write(writer, json.dumps(result).encode())
-        finally:
-            os._exit(0)
-    os.close(writer)
-    with os.fdopen(reader, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0 and data, "the unprivileged child failed"
-    answer: dict[str, object] = json.loads(data)
-    return answer
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory an unprivileged user can reach (pytest's own tmp_path is root-only)."""
-    if os.geteuid() != 0:
-        pytest.skip("dropping to another user needs root")
-    path = Path(tempfile.mkdtemp(prefix="redis-dr-perm-"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path)
-
-
 def test_no_write_permission_is_access_denied(shared_dir: Path) -> None:
     root = shared_dir / "backups"
     FileStorage(root).put_bytes("sessions/20261125T000000Z/manifest.json", b"{}")  # as root, mode 755
-    result = as_nobody(root, lambda store: store.put_bytes("sessions/20261125T010000Z/manifest.json", b"{}"))
+    result = as_nobody(lambda: FileStorage(root).put_bytes("sessions/20261125T010000Z/manifest.json", b"{}"))
     assert result["error"] == "AccessDeniedError" and result["exit_code"] == 4
     assert f"permission denied on {root}/sessions" in str(result["message"])
     assert f"uid {NOBODY}" in str(result["message"])
@@ -135,11 +90,11 @@ def test_listing_an_unreadable_directory_is_access_denied(shared_dir: Path) -> N
     store.put_bytes("sessions/20261125T010000Z/manifest.json", b"{}")
     hidden = shared_dir / "backups" / "sessions" / "20261125T010000Z"
     hidden.chmod(0o700)  # root's alone
-    result = as_nobody(store.root, lambda store: list(store.list("sessions/")))
+    result = as_nobody(lambda: list(FileStorage(store.root).list("sessions/")))
     assert result.get("error") == "AccessDeniedError", result
     assert str(hidden) in str(result["message"])
-    result = as_nobody(store.root, lambda store: list(store.list_dirs("sessions/")))
+    result = as_nobody(lambda: list(FileStorage(store.root).list_dirs("sessions/")))
     assert result.get("error") == "AccessDeniedError", result
     (shared_dir / "backups/sessions/20261125T000000Z/manifest.json").chmod(0o644)  # puts make 0600 files
-    readable = as_nobody(store.root, lambda store: store.get_bytes("sessions/20261125T000000Z/manifest.json"))
+    readable = as_nobody(lambda: FileStorage(store.root).get_bytes("sessions/20261125T000000Z/manifest.json"))
     assert readable == {"ok": "b'{}'"}
