@@ -87,8 +87,6 @@ class RestorePlan(BaseModel):
     target: TargetSummary
     checks: list[Check]
     steps: list[str]
-    #: Data-dir names the file strategy places (e.g. dump.rdb, or appendonlydir).
-    places: list[str] = Field(default_factory=list)
     checkpoint: bool = False
 
     @property

@@ -177,7 +177,6 @@ def make_plan(
         target=_summary(request, target),
         checks=checks,
         steps=_steps(request, strategy, placement, checkpoint, tag, target),
-        places=placement.swap if placement else [],
         checkpoint=checkpoint,
     )
     return plan, placement
