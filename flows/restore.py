@@ -170,7 +170,7 @@ def restore_by_file(run: RestoreRun, source: SourceRef, placement: Any, log: Any
     request, clock = run.request, run.clock
     run.step = "fetch"
     with clock.phase("fetch"):
-        _, sample = stage_backup(request, source, placement, run.tag)
+        sample = stage_backup(request, source, placement, run.tag)
     log.info("staged %d file(s) in the target's data directory; stopping it", len(placement.files))
     run.step = "stop, place, load, verify"
     try:

@@ -6,10 +6,8 @@ could stop a target that had just come back.
 """
 
 import dataclasses
-import time
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import Any
 
 from prefect import task
 
@@ -18,7 +16,8 @@ from redis_dr.catalog import Catalog
 from redis_dr.config import BackupRequest
 from redis_dr.errors import IntegrityError, RedisDRError, UnsupportedError
 from redis_dr.manifest import BackupKind, Manifest
-from redis_dr.redis.connection import RedisEndpoint, open_client
+from redis_dr.platforms.base import DataLayout
+from redis_dr.redis.connection import RedisEndpoint
 from redis_dr.redis.info import ServerFacts
 from redis_dr.redis.snapshot_settings import fast_snapshot
 from redis_dr.restore import file_restore
@@ -109,18 +108,16 @@ def checkpoint(request: RestoreRequest, tag: str) -> Manifest:
 @task(name="stage-backup", timeout_seconds=STREAM_SECONDS, **RETRY_POLICY)
 def stage_backup(
     request: RestoreRequest, source: SourceRef, placement: Placement, tag: str
-) -> tuple[float, KeySample]:
+) -> KeySample:
     """Write the backup into the target's data directory (staging), every byte checked; return
-    the seconds it took and the keys sampled from the backup's RDB on the way."""
+    the keys sampled from the backup's RDB on the way."""
     platform = target_platform(request)
     assert platform is not None
-    clock = time.monotonic()
     opened = source.open()
     try:
-        sample = file_restore.stage(platform, opened, placement, tag, identities(request))
+        return file_restore.stage(platform, opened, placement, tag, identities(request))
     finally:
         opened.close()
-    return time.monotonic() - clock, sample
 
 
 @task(name="discard-staging", timeout_seconds=MARGIN_SECONDS * 2, **RETRY_POLICY)
@@ -170,17 +167,13 @@ def verify(
     facts: ServerFacts,
     endpoint: RedisEndpoint,
     tag: str,
-    layout: Any,
+    layout: DataLayout,
     sample: KeySample | None = None,
 ) -> None:
     """Every check after a load: counts, persistence, a test write, the keys sampled while staging."""
     check_load(report, manifest, facts)
     check_persistence(report, facts, layout)
-    client = open_client(endpoint)
-    try:
-        check_marker(report, client, endpoint, tag)
-    finally:
-        client.close()
+    check_marker(report, endpoint, tag)
     check_sampled_keys(report, endpoint, sample or KeySample(missing="no keys were sampled while staging"))
 
 
@@ -237,11 +230,7 @@ def replay_into_target(request: RestoreRequest, source: SourceRef, tag: str) -> 
                 report, throwaway.client, endpoint, sorted(result.databases),
                 match=request.match, count=SAMPLE_KEYS, keep_existing=request.keep_existing,
             )  # fmt: skip
-            client = open_client(endpoint)
-            try:
-                check_marker(report, client, endpoint, tag)
-            finally:
-                client.close()
+            check_marker(report, endpoint, tag)
     finally:
         clock.enter(None)
         opened.close()

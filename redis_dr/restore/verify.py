@@ -141,9 +141,10 @@ def _compare_dbs(
             report.add(f"db{db} keys", Result.WARN, f"{detail}: clients may have written since")
 
 
-def check_marker(report: VerifyReport, client: redis.Redis, endpoint: RedisEndpoint, tag: str) -> None:
+def check_marker(report: VerifyReport, endpoint: RedisEndpoint, tag: str) -> None:
     """Write, read and delete a marker key: the server accepts writes (no MISCONF, READONLY, OOM)."""
     key = f"{MARKER_PREFIX}{tag}"
+    client = open_client(endpoint)
     try:
         client.set(key, tag, px=_MARKER_TTL_MS)
         value = client.get(key)
@@ -153,6 +154,8 @@ def check_marker(report: VerifyReport, client: redis.Redis, endpoint: RedisEndpo
         return
     except Exception as exc:
         raise translate(exc, endpoint, "SET") from None
+    finally:
+        client.close()
     if value != tag.encode():
         report.add("test write", Result.FAIL, f"wrote {key} and read back {value!r}")
     else:
