@@ -24,6 +24,7 @@ from redis_dr.errors import RedisDRError, RefusedError
 from redis_dr.manifest import BACKUP_ID_FORMAT
 from redis_dr.platforms.base import aside_dir, check_tag
 from redis_dr.redis.connection import redact_redis_url
+from redis_dr.restore.placement import Placement
 from redis_dr.restore.plan import RestorePlan, new_tag
 from redis_dr.restore.preflight import explain_refusal
 from redis_dr.restore.request import RestoreRequest, RestoreStrategy
@@ -165,7 +166,7 @@ def _restore(run: RestoreRun, approved: bool, started: float, log: Any) -> Resto
     )
 
 
-def restore_by_file(run: RestoreRun, source: SourceRef, placement: Any, log: Any) -> None:
+def restore_by_file(run: RestoreRun, source: SourceRef, placement: Placement, log: Any) -> None:
     """Stage, then stop / swap / start / verify (rolled back inside on failure)."""
     request, clock = run.request, run.clock
     run.step = "fetch"
@@ -180,8 +181,7 @@ def restore_by_file(run: RestoreRun, source: SourceRef, placement: Any, log: Any
             discard_staging(request, run.tag)
         except RedisDRError as exc:
             log.warning("could not remove the staging directory: %s", exc)
-    for phase, seconds in result.phases.items():
-        clock.seconds[phase] = clock.seconds.get(phase, 0.0) + seconds
+    clock.add(result.phases)
     run.report = result.report
     run.moved_aside = result.moved_aside
     for line in verification_lines(result.report):
@@ -192,8 +192,7 @@ def restore_by_replay(run: RestoreRun, source: SourceRef, log: Any) -> None:
     """Load the backup into a throwaway server and write its keys into the live target, verified."""
     run.step = "load, replay, verify"
     done = replay_into_target(run.request, source, run.tag)
-    for phase, seconds in done.phases.items():
-        run.clock.seconds[phase] = run.clock.seconds.get(phase, 0.0) + seconds
+    run.clock.add(done.phases)
     run.report = done.report
     rate = done.result.payload_bytes / done.phases["replay"] / 1e6 if done.phases.get("replay") else 0.0
     log.info("replayed %d keys (%.0f MB/s of payload)", done.result.written, rate)

@@ -22,6 +22,11 @@ class PhaseClock:
             self.seconds[self._current] = self.seconds.get(self._current, 0.0) + now - self._since
         self._current, self._since = phase, now
 
+    def add(self, seconds: dict[str, float]) -> None:
+        """Add phases timed elsewhere (a task's own clock) to these."""
+        for name, value in seconds.items():
+            self.seconds[name] = self.seconds.get(name, 0.0) + value
+
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
         """Time the block as phase `name`."""
