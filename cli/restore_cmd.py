@@ -11,7 +11,7 @@ from cli.common import move_password_to_env
 from cli.output import enable_progress_bars, say
 from cli.prefect_runtime import prefect_api, start_temporary_api_early
 from redis_dr.config import load_environment
-from redis_dr.errors import ConfigError, RefusedError
+from redis_dr.errors import RefusedError
 from redis_dr.platforms.target import TARGET_HELP, TargetKind, parse_target
 from redis_dr.restore.plan import RestorePlan, new_tag
 from redis_dr.restore.preflight import explain_refusal
@@ -68,10 +68,8 @@ def register(sub: Any) -> None:
 
 def request_from_args(args: argparse.Namespace) -> RestoreRequest:
     """The flow's request from flags, or from the environment file's instance plus flags."""
-    if args.target and "://" not in args.target:
-        raise ConfigError(f"--target {args.target!r} is not understood: use {TARGET_HELP}")
     target = args.target
-    if target and parse_target(target).kind is TargetKind.REDIS:
+    if target and parse_target(target).kind is TargetKind.REDIS:  # refuses a malformed target too
         target = move_password_to_env(target)  # a flow parameter never holds it
     fields: dict[str, object] = {
         "instance": args.instance,
