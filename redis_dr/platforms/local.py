@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import redis
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from redis_dr.errors import (
     AccessDeniedError,
@@ -84,9 +84,9 @@ class LocalControl(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    systemd_unit: str | None = None
-    start_command: list[str] | None = None
-    stop_command: list[str] | None = None
+    systemd_unit: str | None = Field(default=None, description="local: the systemd unit of the server.")
+    start_command: list[str] | None = Field(default=None, description="local: argv that starts the server.")
+    stop_command: list[str] | None = Field(default=None, description="local: argv that stops the server.")
 
     @field_validator("systemd_unit")
     @classmethod

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from redis_dr.platforms.base import Platform
+from redis_dr.platforms.local import LocalControl
 from redis_dr.platforms.target import TargetKind, parse_target
 from redis_dr.redis.connection import RedisEndpoint
 
 
-class TargetSettings(BaseModel):
-    """How to handle a target beyond its name (from an environment file)."""
-
-    model_config = ConfigDict(extra="forbid")
+class TargetSettings(LocalControl):
+    """How to handle a target beyond its name (from an environment file): how a local server is
+    stopped and started (checked as LocalControl checks it), and the owner of placed files."""
 
     owner: str | None = Field(
         default=None,
@@ -20,11 +20,6 @@ class TargetSettings(BaseModel):
         description="uid:gid that placed files get, when the platform cannot tell the server's user "
         "(999:999 official image, 1001:1001 Bitnami).",
     )
-    systemd_unit: str | None = Field(
-        default=None, description="local: the systemd unit that runs the server."
-    )
-    start_command: list[str] | None = Field(default=None, description="local: argv that starts the server.")
-    stop_command: list[str] | None = Field(default=None, description="local: argv that stops the server.")
 
 
 def open_platform(
@@ -38,16 +33,10 @@ def open_platform(
     settings = settings or TargetSettings()
     owner = tuple(int(part) for part in settings.owner.split(":")) if settings.owner else None
     if spec.kind is TargetKind.LOCAL:
-        from redis_dr.platforms.local import LocalControl, LocalPlatform
+        from redis_dr.platforms.local import LocalPlatform
 
-        control = None
-        if settings.systemd_unit or settings.start_command or settings.stop_command:
-            control = LocalControl(
-                systemd_unit=settings.systemd_unit,
-                start_command=settings.start_command,
-                stop_command=settings.stop_command,
-            )
-        return LocalPlatform(spec.name, control=control, connect=connect)
+        given = settings.systemd_unit or settings.start_command or settings.stop_command
+        return LocalPlatform(spec.name, control=settings if given else None, connect=connect)
     if spec.kind in (TargetKind.DOCKER, TargetKind.COMPOSE):
         from redis_dr.platforms.docker import DockerPlatform
 

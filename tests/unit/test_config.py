@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pyrage
 import pytest
+import yaml
 
 from redis_dr.config import BackupRequest, SecretRef, SnapshotMode, build_request, load_environment
 from redis_dr.errors import ConfigError, NotFoundError
@@ -206,3 +207,23 @@ def test_environment_files_pass_file_targets_to_backups(tmp_path: Path) -> None:
     assert aof.target_settings.owner == "999:999"
     live = env.backup_request("live")  # a replay-only target says nothing more than redis_url
     assert live.target is None and live.redis_url == "redis://h:1/0"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"systemd_unit": "bad name!"}, "is not a systemd unit name"),
+        ({"start_command": []}, "a command is a non-empty list"),
+        ({"systemd_unit": "redis.service", "stop_command": ["true"]}, "either systemd_unit or start_command"),
+        ({"owner": "redis"}, "owner"),
+    ],
+)
+def test_target_settings_are_checked_when_the_environment_file_is_read(
+    tmp_path: Path, settings: dict[str, object], message: str
+) -> None:
+    env_file = tmp_path / "env.yaml"
+    instance = {"storage": ["file:///b"], "target": "local:///etc/redis/redis.conf", "target_settings": settings}
+    env_file.write_text(yaml.safe_dump({"environment": "production", "instances": {"sessions": instance}}))
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_environment(env_file)
+    assert "\n" not in str(caught.value)
