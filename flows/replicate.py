@@ -1,0 +1,190 @@
+"""The replicate flow: copy every complete backup a destination lacks (what its policy keeps) to it.
+
+Each copy is one `copy-backup` task (verified, manifest last, resumed when run
+again), at most `request.parallel` at once. A failed copy or an unreachable
+destination does not stop the others: the run fails at the end naming each
+failure, each unreadable manifest at the source, and each destination that still
+lags more than `max_lag`. No postponed annotations here (see flows/backup.py).
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.context import FlowRunContext
+from prefect.states import Failed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.backup_report import copy_line
+from flows.replicate_report import publish_artifact
+from redis_dr.catalog import Listing
+from redis_dr.copy import CopyOutcome
+from redis_dr.errors import IntegrityError, PermanentError, RedisDRError
+from redis_dr.manifest import BACKUP_ID_FORMAT
+from redis_dr.replicate import (
+    DestinationResult,
+    ReplicateRequest,
+    ReplicateResult,
+    destination_line,
+    judge,
+    missing_backups,
+    plan_replication,
+    replication_lag,
+    seconds_of,
+)
+from redis_dr.storage.location import redact_url
+from tasks.replicate import copy_one_backup, list_backups
+from tasks.run_logs import one_line_errors
+
+RunLog = logging.Logger | logging.LoggerAdapter[Any]
+
+
+def run_name() -> str:
+    """`replicate-<instance>-<UTC start, as a backup id>`."""
+    context = FlowRunContext.get()
+    request: Any = (context.parameters or {}).get("request") if context else None
+    instance = request.get("instance") if isinstance(request, dict) else getattr(request, "instance", None)
+    return f"replicate-{instance or 'redis'}-{datetime.now(UTC).strftime(BACKUP_ID_FORMAT)}"
+
+
+@dataclass
+class Replication:
+    """One run's state: the source's listing, each destination's listing and plan, the errors met."""
+
+    request: ReplicateRequest
+    source: Listing
+    now: datetime
+    results: list[DestinationResult]
+    listings: dict[int, Listing] = field(default_factory=dict)
+    plans: dict[int, list[str]] = field(default_factory=dict)
+    errors: list[RedisDRError] = field(default_factory=list)
+
+
+@flow(name="redis-replicate", flow_run_name=run_name, validate_parameters=True)
+def replicate(request: ReplicateRequest) -> ReplicateResult:
+    """Copy the backups each destination lacks; report copies, bytes and lag per destination."""
+    one_line_errors()
+    log = get_run_logger()
+    try:
+        run = plan(request, log)
+        copy_all(run, log)
+        result = finish(run, log)
+    except RedisDRError as exc:
+        log.error("replication of %s failed: %s", request.instance, exc)
+        publish_artifact(request, None, error=str(exc))
+        # A returned state is the run's final state; calling the flow raises exc (see flows/backup.py).
+        return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+    except Exception as exc:  # a bug: the artifact says so, Prefect keeps the traceback
+        publish_artifact(request, None, error=f"unexpected {type(exc).__name__}: {exc}")
+        raise
+    publish_artifact(request, result)
+    if result.problems:
+        failure = failed_run(run, result)
+        log.error("%s", failure)
+        return Failed(message=str(failure), data=failure)  # type: ignore[return-value]
+    return result
+
+
+def plan(request: ReplicateRequest, log: RunLog) -> Replication:
+    """List the source and every destination; decide what each one receives."""
+    source = list_backups(request.source, request.instance)
+    log.info("source %s: %d complete backup(s) of %s", redact_url(request.source), len(source.manifests),
+             request.instance)  # fmt: skip
+    for problem in source.unreadable:
+        log.error("unreadable at the source, not copied: %s", problem)
+    run = Replication(
+        request=request,
+        source=source,
+        now=datetime.now(UTC),
+        results=[
+            DestinationResult(url=redact_url(d.url), policy=d.policy.describe() if d.policy else None)
+            for d in request.destinations
+        ],
+    )
+    for position, destination in enumerate(request.destinations):
+        result = run.results[position]
+        try:
+            listing = list_backups(destination.url, request.instance)
+        except RedisDRError as exc:
+            result.failed.append(f"could not be listed: {exc}")
+            run.errors.append(exc)
+            log.error("%s could not be listed: %s", result.url, exc)
+            continue
+        run.listings[position] = listing
+        run.plans[position] = plan_replication(source, listing, destination.policy, run.now)
+        result.missing = len(missing_backups(source, listing))
+        result.planned = len(run.plans[position])
+        result.lag_before_seconds = seconds_of(replication_lag(source.manifests, listing.manifests, run.now))
+        log.info("%s lacks %d backup(s); copying %d", result.url, result.missing, result.planned)
+    return run
+
+
+def copy_all(run: Replication, log: RunLog) -> None:
+    """One `copy-backup` task per (destination, backup), oldest first, at most `parallel` at once."""
+    request = run.request
+    jobs = sorted((backup_id, position) for position, ids in run.plans.items() for backup_id in ids)
+    if not jobs:
+        return
+    runner: ThreadPoolTaskRunner[CopyOutcome] = ThreadPoolTaskRunner(max_workers=request.parallel)
+    with runner:
+        futures = [
+            (position, backup_id, runner.submit(copy_one_backup, {
+                "source_url": request.source,
+                "destination_url": request.destinations[position].url,
+                "instance": request.instance,
+                "backup_id": backup_id,
+            }))
+            for backup_id, position in jobs
+        ]  # fmt: skip
+        for position, backup_id, future in futures:
+            result = run.results[position]
+            try:
+                outcome: CopyOutcome = future.result()
+            except RedisDRError as exc:
+                result.failed.append(f"copy of {backup_id} failed: {exc}")
+                run.errors.append(exc)
+                log.error("copy of %s to %s failed: %s", backup_id, result.url, exc)
+                continue
+            if outcome.status == "already-present":
+                result.already_present.append(backup_id)
+            else:
+                result.copied.append(backup_id)
+                result.bytes += outcome.bytes
+            log.info("%s to %s: %s", backup_id, result.url, copy_line(outcome))
+
+
+def finish(run: Replication, log: RunLog) -> ReplicateResult:
+    """Each destination's lag after copying, the lines for people, and the verdict."""
+    by_id = {manifest.id: manifest for manifest in run.source.manifests}
+    for position, listing in run.listings.items():
+        result = run.results[position]
+        arrived = [by_id[backup_id] for backup_id in [*result.copied, *result.already_present]]
+        lag = replication_lag(run.source.manifests, [*listing.manifests, *arrived], run.now)
+        result.lag_after_seconds = seconds_of(lag)
+    request = run.request
+    outcome = ReplicateResult(
+        instance=request.instance,
+        source=redact_url(request.source),
+        source_backups=len(run.source.manifests),
+        unreadable=list(run.source.unreadable),
+        max_lag_seconds=seconds_of(request.max_lag) if request.max_lag is not None else None,
+        destinations=run.results,
+    )
+    outcome.problems = judge(outcome, request.max_lag)
+    for destination in run.results:
+        log.info("%s", destination_line(destination))
+    return outcome
+
+
+def failed_run(run: Replication, result: ReplicateResult) -> RedisDRError:
+    """One error naming every problem, of the kind of the first failure (its exit code)."""
+    kind: type[RedisDRError] = PermanentError
+    if run.errors:
+        kind = type(run.errors[0])
+    elif result.unreadable:
+        kind = IntegrityError
+    return kind(
+        f"replication of {result.instance} from {result.source} failed: " + "; ".join(result.problems)
+    )
