@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -72,6 +72,23 @@ class ObjectInfo:
     key: str
     size: int
     modified: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StaleUpload:
+    """A write that never finished: a hidden temp file of the file backend, an S3 multipart upload.
+
+    It holds no object (nothing lists or reads it) but may hold bytes, which a
+    prune removes once it is older than its grace period.
+    """
+
+    #: The file backend: the temp file's own key ('i/id/.dump.rdb.x1y2.partial');
+    #: S3: the key the upload was to create.
+    key: str
+    #: When it was last known active: the temp file's last write; the upload's start (S3).
+    started: datetime
+    #: S3's UploadId; '' for a temp file.
+    upload_id: str = ""
 
 
 class Storage(abc.ABC):
@@ -146,6 +163,26 @@ class Storage(abc.ABC):
         does not exist. This default copies nothing and returns None.
         """
         return None
+
+    def stale_uploads(self, prefix: str, started_before: datetime) -> Sequence[StaleUpload]:
+        """Unfinished writes under prefix last active before `started_before`, in key order.
+
+        A put that is still running is younger than any sensible cut-off (its
+        temp file is written to, or its upload was started, within the stream
+        limit). This default finds none: a backend whose unfinished writes hold
+        nothing that can be listed (GCS) keeps it.
+        """
+        check_prefix(prefix)
+        return []
+
+    def abort_upload(self, upload: StaleUpload) -> bool:
+        """Remove one write listed by `stale_uploads`: True if removed, False if it was gone
+        already (or, for a temp file, written to since it was listed: a put still running).
+
+        Some S3-compatible servers (SeaweedFS) answer an abort of a finished upload
+        with success: there, True only says it is gone now.
+        """
+        return False
 
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
         """Store a small object create-only."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +22,7 @@ from redis_dr.errors import (
 from redis_dr.storage.base import (
     CHUNK_SIZE,
     ObjectInfo,
+    StaleUpload,
     Storage,
     check_dir_prefix,
     check_key,
@@ -250,6 +251,57 @@ class FileStorage(Storage):
                 path.unlink(missing_ok=True)
             except (IsADirectoryError, NotADirectoryError):
                 return
+        self._remove_empty_parents(path)
+
+    def stale_uploads(self, prefix: str, started_before: datetime) -> Sequence[StaleUpload]:
+        """Hidden `.<name>.<random>.partial` temp files under prefix last written before the cut-off.
+
+        A put that crashed (killed process, lost machine) leaves its temp file: it is
+        never listed, but it holds bytes and keeps its directory.
+        """
+        check_prefix(prefix)
+        if not self.root.is_dir():
+            return []
+        start = self.root / prefix.rpartition("/")[0]
+        found: list[StaleUpload] = []
+        with self._translated(prefix):
+            for dirpath, _dirs, files in os.walk(start, onerror=_raise_unless_gone):
+                rel = Path(dirpath).relative_to(self.root).as_posix()
+                for name in files:
+                    key = name if rel == "." else f"{rel}/{name}"
+                    if not (_is_partial(name) and key.startswith(prefix)):
+                        continue
+                    written = self._written(Path(dirpath) / name)
+                    if written is not None and written < started_before:
+                        found.append(StaleUpload(key=key, started=written))
+        return sorted(found, key=lambda upload: upload.key)
+
+    def abort_upload(self, upload: StaleUpload) -> bool:
+        """Delete the temp file unless it is gone or was written to since it was listed."""
+        if not _is_partial(upload.key.rpartition("/")[2]):
+            raise PermanentError(f"{self.url}/{upload.key} is not a temp file: not removing it")
+        path = self._path(upload.key)
+        with self._translated(upload.key):
+            written = self._written(path)
+            if written is None or written > upload.started:
+                return False
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return False
+        self._remove_empty_parents(path)
+        return True
+
+    @staticmethod
+    def _written(path: Path) -> datetime | None:
+        """When the file was last written (None if it is gone)."""
+        try:
+            return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def _remove_empty_parents(self, path: Path) -> None:
+        """Remove the directories above path that are left empty, up to root."""
         parent = path.parent
         while parent != self.root and self.root in parent.parents:
             try:

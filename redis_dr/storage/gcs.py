@@ -294,6 +294,10 @@ class GCSStorage(Storage):
                     break
         return ObjectInfo(key, int(target.size or 0), target.updated)  # the last rewrite returned it
 
+    # stale_uploads / abort_upload: the base's "none". An unfinished resumable upload is
+    # a session URI held by the client that started it: GCS offers no call that lists
+    # them, stores nothing visible under the key, and drops the session after a week.
+
     def delete(self, key: str) -> None:
         """Delete the object; a missing object is fine, a missing bucket is not."""
         with self._translated(key):

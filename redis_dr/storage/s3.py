@@ -7,7 +7,7 @@ import contextlib
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,7 @@ from redis_dr.storage.base import (
     READ_TIMEOUT,
     MiB,
     ObjectInfo,
+    StaleUpload,
     Storage,
     check_dir_prefix,
     check_key,
@@ -392,20 +393,39 @@ class S3Storage(Storage):
         with self._translated(key):
             self._client.delete_object(Bucket=self.bucket, Key=self._name(key))
 
+    def stale_uploads(self, prefix: str, started_before: datetime) -> Sequence[StaleUpload]:
+        """Unfinished multipart uploads under prefix started before the cut-off (ListMultipartUploads).
+
+        A failed put aborts its own upload; one whose process died leaves it, and
+        S3 bills its parts until it is aborted (or a lifecycle rule does so).
+        """
+        full = self.prefix + check_prefix(prefix)
+        found: list[StaleUpload] = []
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        with self._translated(prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+                for upload in page.get("Uploads", []):
+                    started = upload["Initiated"].astimezone(UTC)
+                    key = upload["Key"][len(self.prefix) :]
+                    if started < started_before:
+                        found.append(StaleUpload(key, started, upload["UploadId"]))
+        return sorted(found, key=lambda upload: (upload.key.encode(), upload.started))
+
+    def abort_upload(self, upload: StaleUpload) -> bool:
+        """AbortMultipartUpload; False if S3 says the upload is gone (completed or aborted meanwhile)."""
+        try:
+            with self._translated(upload.key):
+                self._client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self._name(upload.key), UploadId=upload.upload_id
+                )
+        except NotFoundError:
+            return False
+        return True
+
     def abort_stale_uploads(self, older_than: timedelta) -> int:
         """Abort unfinished multipart uploads under the prefix started before now - older_than."""
-        cutoff = datetime.now(UTC) - older_than
-        aborted = 0
-        paginator = self._client.get_paginator("list_multipart_uploads")
-        with self._translated():
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
-                for upload in page.get("Uploads", []):
-                    if upload["Initiated"] < cutoff:
-                        self._client.abort_multipart_upload(
-                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                        )
-                        aborted += 1
-        return aborted
+        stale = self.stale_uploads("", datetime.now(UTC) - older_than)
+        return sum(self.abort_upload(upload) for upload in stale)
 
     def close(self) -> None:
         """Close the client's connection pool."""

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -21,11 +21,12 @@ from redis_dr.errors import (
     AlreadyExistsError,
     ConfigError,
     NotFoundError,
+    PermanentError,
     TransientError,
 )
 from redis_dr.sandbox.ports import free_port
 from redis_dr.storage import Storage, open_storage
-from redis_dr.storage.base import MiB
+from redis_dr.storage.base import MiB, StaleUpload
 from redis_dr.storage.file import FileStorage
 from redis_dr.storage.gcs import GCSStorage
 from redis_dr.storage.location import StorageLocation
@@ -263,6 +264,78 @@ def test_list_dirs_skips_a_put_in_progress(store: Storage) -> None:
     (store.root / "i" / "pending").mkdir()
     (store.root / "i" / "pending" / ".dump.rdb.1234.partial").write_bytes(b"half")
     assert list(store.list_dirs("i/")) == ["done"]
+
+
+# -- unfinished writes --------------------------------------------------------------
+
+
+def leave_unfinished_upload(store: Storage, key: str, written: datetime | None = None) -> bool:
+    """What a put killed half-way through leaves for `key`: a temp file (its last write at
+    `written`, default now) or an S3 multipart upload with one part. False on GCS, where it
+    leaves nothing that can be listed."""
+    if isinstance(store, FileStorage):
+        final = store.root / key
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp = final.parent / f".{final.name}.k2x9q1.partial"
+        temp.write_bytes(b"half a backup")
+        if written is not None:
+            os.utime(temp, (written.timestamp(), written.timestamp()))
+        return True
+    if isinstance(store, S3Storage):
+        client, name = store._client, store.prefix + key
+        upload_id = client.create_multipart_upload(Bucket=store.bucket, Key=name)["UploadId"]
+        client.upload_part(Bucket=store.bucket, Key=name, UploadId=upload_id, PartNumber=1, Body=b"half")
+        return True
+    return False
+
+
+def test_stale_uploads_are_listed_by_prefix_and_age_then_aborted(store: Storage) -> None:
+    now = datetime.now(UTC)
+    an_hour_ago = now - timedelta(hours=1)
+    if not leave_unfinished_upload(store, "i/20260101T000000Z/dump.rdb", written=an_hour_ago - timedelta(hours=1)):
+        assert store.stale_uploads("i/", now + timedelta(days=1)) == []  # GCS: none can be listed
+        return
+    leave_unfinished_upload(store, "other/20260101T000000Z/dump.rdb", written=an_hour_ago - timedelta(hours=1))
+    store.put_bytes("i/20260101T000000Z/reservation.json", b"{}")
+    assert [o.key for o in store.list("i/")] == ["i/20260101T000000Z/reservation.json"], "never listed as objects"
+
+    cutoff = now + timedelta(hours=1) if isinstance(store, S3Storage) else an_hour_ago  # S3: started now
+    stale = store.stale_uploads("i/", cutoff)
+    assert len(stale) == 1
+    assert stale[0].key.startswith("i/20260101T000000Z/")
+    assert stale[0].started < cutoff
+    assert store.stale_uploads("i/", stale[0].started) == [], "only those started before the cut-off"
+
+    assert store.abort_upload(stale[0]) is True
+    assert store.stale_uploads("i/", cutoff) == []
+    if isinstance(store, FileStorage):  # SeaweedFS answers an abort of a gone upload with success
+        assert store.abort_upload(stale[0]) is False, "gone already"
+    assert len(store.stale_uploads("other/", cutoff)) == 1, "other prefixes are untouched"
+    assert [o.key for o in store.list()] == ["i/20260101T000000Z/reservation.json"]
+
+
+def test_a_temp_file_written_since_it_was_listed_is_not_removed(store: Storage) -> None:
+    if not isinstance(store, FileStorage):
+        pytest.skip("an object store's unfinished upload is aborted whatever it did since")
+    written = datetime.now(UTC) - timedelta(hours=2)
+    leave_unfinished_upload(store, "i/20260101T000000Z/dump.rdb", written=written)
+    [stale] = store.stale_uploads("i/", datetime.now(UTC) - timedelta(hours=1))
+    temp = store.root / stale.key
+    with temp.open("ab") as handle:  # the put is alive after all
+        handle.write(b" more")
+    assert store.abort_upload(stale) is False
+    assert temp.read_bytes() == b"half a backup more"
+    with pytest.raises(PermanentError, match="not a temp file"):
+        store.abort_upload(StaleUpload(key="i/20260101T000000Z/dump.rdb", started=written))
+
+
+def test_abort_leaves_no_empty_directory(store: Storage) -> None:
+    if not isinstance(store, FileStorage):
+        pytest.skip("object stores have no directories")
+    leave_unfinished_upload(store, "i/20260101T000000Z/dump.rdb", written=datetime.now(UTC) - timedelta(hours=2))
+    [stale] = store.stale_uploads("", datetime.now(UTC) - timedelta(hours=1))
+    assert store.abort_upload(stale)
+    assert list(store.root.iterdir()) == []
 
 
 # -- server-side copy --------------------------------------------------------------
