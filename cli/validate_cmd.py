@@ -1,19 +1,80 @@
-"""`redis-dr validate`: placeholder while it is being built (replaced within issue 8)."""
+"""`redis-dr validate`: read backups back and prove them restorable (the validate flow)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
-from redis_dr.errors import UnsupportedError
+from pydantic import ValidationError
+
+from cli.output import enable_progress_bars, say
+from cli.prefect_runtime import prefect_api
+from redis_dr.config import AGE_IDENTITY_ENV, one_line
+from redis_dr.errors import ConfigError
+from redis_dr.fetch import identities_from_env
+from redis_dr.validate import MAX_SAMPLE, BackupCheck, ValidateRequest, ValidationFailed, check_line
 
 
 def register(sub: Any) -> None:
     """Add the `validate` subcommand."""
-    parser = sub.add_parser("validate", help="(being built)")
+    parser = sub.add_parser(
+        "validate",
+        help="download backups and check them: checksums, decompression, redis-check-rdb, key counts",
+        epilog=f"Encrypted backups need {AGE_IDENTITY_ENV} (an age key or its file's path). "
+        "Exit 5 when any backup fails.",
+    )
+    parser.add_argument("--instance", required=True, help="instance name (backups are stored under it)")
+    parser.add_argument(
+        "--storage", action="append", required=True, metavar="URL",
+        help="location to validate (repeatable: each one is validated)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--backup", default="latest", metavar="SELECTOR",
+        help="latest (default), a backup id, or a UTC time (the newest at or before it)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sample", type=int, default=0, metavar="N",
+        help=f"also validate N random older backups in each location (0-{MAX_SAMPLE})",
+    )  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print the verdicts as a JSON array")
     parser.set_defaults(run=run)
 
 
+def request_from_args(args: argparse.Namespace) -> ValidateRequest:
+    """The flow's request, validated here (one line for a bad value)."""
+    try:
+        return ValidateRequest(
+            instance=args.instance, storage=args.storage, backup=args.backup, sample=args.sample
+        )
+    except ValidationError as exc:
+        raise ConfigError(one_line(exc)) from None
+
+
+def report(checks: list[BackupCheck], as_json: bool) -> None:
+    """The verdicts on stdout: one line per backup, or a JSON array."""
+    if as_json:
+        print(json.dumps([check.model_dump(mode="json") for check in checks], indent=2))
+        return
+    several = len({check.location for check in checks}) > 1
+    for check in checks:
+        print(check_line(check, with_location=several))
+
+
 def run(args: argparse.Namespace) -> int:
-    """Not built yet."""
-    raise UnsupportedError("redis-dr validate is being built")
+    """Run the validate flow; exit 5 (or what stopped a check) when any backup failed."""
+    request = request_from_args(args)
+    identities_from_env()  # a malformed key is refused before anything starts
+    sample = f", plus {request.sample} older at random" if request.sample else ""
+    say(f"validating {request.backup} backup of {request.instance}{sample} in {', '.join(request.storage)}")
+    with prefect_api():
+        enable_progress_bars()
+        from flows.validate import validate
+
+        try:
+            result = validate(request)
+        except ValidationFailed as exc:
+            report(exc.checks, args.json)
+            raise
+    report(result.checks, args.json)
+    return 0

@@ -30,6 +30,8 @@ from redis_dr.storage.location import redact_url
 
 #: The most older backups one run may sample per location.
 MAX_SAMPLE = 100
+#: The backup id of a verdict on a whole location (it could not be read).
+NO_BACKUP = "-"
 
 
 def _check_selector(selector: str) -> None:
@@ -89,6 +91,13 @@ class BackupCheck(BaseModel):
     def first_problem(self) -> str:
         """The first problem, for one-line summaries."""
         return self.problems[0] if self.problems else "no problem recorded"
+
+
+class ValidateResult(BaseModel):
+    """What a validate run found: one verdict per backup and location."""
+
+    instance: str
+    checks: list[BackupCheck]
 
 
 class Selection(BaseModel):
@@ -202,3 +211,14 @@ def summary(checks: list[BackupCheck]) -> str:
         return f"{len(checks)} backup(s) validated, all OK"
     named = "; ".join(f"{check.location}: {check.first_problem()}" for check in failed)
     return f"{len(failed)} of {len(checks)} backup(s) failed validation: {named}"
+
+
+def check_line(check: BackupCheck, *, with_location: bool = False) -> str:
+    """'OK 20261125T010000Z (sha256, decompress, redis-check-rdb, 1,234 keys in 2 dbs)' or
+    'FAILED 20261125T010000Z: stored object ... (truncated)' (+ how many more problems);
+    `with_location` adds ' [location]'."""
+    where = f" [{check.location}]" if with_location else ""
+    if check.ok:
+        return f"OK {check.backup_id} ({', '.join(check.checks)}){where}"
+    more = len(check.problems) - 1
+    return f"FAILED {check.first_problem()}" + (f" (and {more} more)" if more > 0 else "") + where

@@ -1,0 +1,98 @@
+"""The validate flow: read backups back and prove them restorable, in every location given.
+
+In each location: the selected backup (the newest by default) and `sample` random
+older ones, each read whole and checked (redis_dr/validate.py). The run fails when
+any backup fails, with one line naming each failing backup and its first problem;
+the artifact is a table of every backup checked. No postponed annotations here
+(see flows/backup.py).
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.context import FlowRunContext
+from prefect.states import Failed
+
+from flows.validate_report import publish_artifact
+from redis_dr.errors import IntegrityError, RedisDRError
+from redis_dr.manifest import BACKUP_ID_FORMAT
+from redis_dr.storage.location import redact_url
+from redis_dr.validate import (
+    NO_BACKUP,
+    BackupCheck,
+    ValidateRequest,
+    ValidateResult,
+    ValidationFailed,
+    check_line,
+    summary,
+)
+from tasks.run_logs import one_line_errors
+from tasks.validate import select_to_validate, validate_backup
+
+
+def run_name() -> str:
+    """`validate-<instance>-<UTC start, as a backup id>`."""
+    context = FlowRunContext.get()
+    request: Any = (context.parameters or {}).get("request") if context else None
+    instance = request.get("instance") if isinstance(request, dict) else getattr(request, "instance", None)
+    return f"validate-{instance or 'redis'}-{datetime.now(UTC).strftime(BACKUP_ID_FORMAT)}"
+
+
+@flow(name="redis-validate", flow_run_name=run_name, validate_parameters=True)
+def validate(request: ValidateRequest) -> ValidateResult:
+    """Validate the selected backup and a random sample of older ones in every location.
+
+    Every location is validated even when an earlier one failed. A backup that
+    fails a check, or could not be checked, fails the run (ValidationFailed).
+    """
+    one_line_errors()
+    log = get_run_logger()
+    checks: list[BackupCheck] = []
+    errors: list[RedisDRError] = []
+    for url in request.storage:
+        location = redact_url(url)
+        try:
+            selection = select_to_validate(request, url)
+        except RedisDRError as exc:
+            log.error("%s: cannot choose the backups to validate: %s", location, exc)
+            errors.append(exc)
+            checks.append(
+                BackupCheck(backup_id=NO_BACKUP, location=location, ok=False, problems=[f"{location}: {exc}"])
+            )
+            continue
+        for unreadable in selection.unreadable:
+            log.error("%s: %s", location, unreadable.first_problem())
+        checks += selection.unreadable
+        sampled = len(selection.manifests) - (1 if selection.manifests else 0)
+        log.info(
+            "%s: validating %s, plus %d of %d older backup(s) at random",
+            location, selection.manifests[0].id if selection.manifests else "nothing", sampled,
+            selection.older,
+        )  # fmt: skip
+        for manifest in selection.manifests:
+            try:
+                check = validate_backup(url, manifest)
+            except RedisDRError as exc:
+                errors.append(exc)
+                check = BackupCheck(
+                    backup_id=manifest.id,
+                    location=location,
+                    ok=False,
+                    problems=[f"{manifest.id}: not validated: {exc}"],
+                    created=manifest.created_at,
+                    kind=manifest.kind.value,
+                    raw_size=manifest.raw_size,
+                )
+            (log.info if check.ok else log.error)("%s: %s", location, check_line(check))
+            checks.append(check)
+    publish_artifact(request, checks)
+    failed = [check for check in checks if not check.ok]
+    if failed:
+        # Failed checks beyond those the errors account for are integrity failures.
+        exit_code = IntegrityError.exit_code if len(failed) > len(errors) else errors[0].exit_code
+        failure = ValidationFailed(summary(checks), checks, exit_code)
+        log.error("validation of %s failed: %s", request.instance, failure)
+        return Failed(message=str(failure), data=failure)  # type: ignore[return-value]
+    log.info("validation of %s: %s", request.instance, summary(checks))
+    return ValidateResult(instance=request.instance, checks=checks)
