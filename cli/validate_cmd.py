@@ -13,6 +13,7 @@ from cli.prefect_runtime import prefect_api
 from redis_dr.config import AGE_IDENTITY_ENV, one_line
 from redis_dr.errors import ConfigError
 from redis_dr.fetch import identities_from_env
+from redis_dr.storage.location import redact_url
 from redis_dr.validate import MAX_SAMPLE, BackupCheck, ValidateRequest, ValidationFailed, check_line
 
 
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     request = request_from_args(args)
     identities_from_env()  # a malformed key is refused before anything starts
     sample = f", plus {request.sample} older at random" if request.sample else ""
-    say(f"validating {request.backup} backup of {request.instance}{sample} in {', '.join(request.storage)}")
+    where = ", ".join(redact_url(url) for url in request.storage)
+    say(f"validating the {request.backup} backup of {request.instance}{sample} in {where}")
     with prefect_api():
         enable_progress_bars()
         from flows.validate import validate

@@ -88,8 +88,10 @@ def test_only_unreadable_manifests_leave_nothing_to_validate_but_are_no_error() 
 def test_the_request_refuses_what_it_cannot_do() -> None:
     request = ValidateRequest(instance="sessions", storage="file:///backups")  # type: ignore[arg-type]
     assert request.storage == ["file:///backups"] and request.backup == "latest" and request.sample == 0
-    bad: dict[str, object]
-    for bad in ({"sample": 101}, {"sample": -1}, {"backup": "yesterday"}, {"password": "x"}, {"storage": []}):
+    refused: list[dict[str, object]] = [
+        {"sample": 101}, {"sample": -1}, {"backup": "yesterday"}, {"password": "x"}, {"storage": []},
+    ]  # fmt: skip
+    for bad in refused:
         with pytest.raises(ValidationError):
             ValidateRequest.model_validate({"instance": "sessions", "storage": ["file:///backups"], **bad})
     fields = ValidateRequest.model_json_schema()["properties"]
