@@ -145,7 +145,8 @@ def _read_problem(storage: Storage, manifest: Manifest, stored: StoredFile, exc:
     for _ in tally.tap(storage.get(Catalog(storage, manifest.instance).data_key(manifest.id, stored.name))):
         pass
     if (tally.size, tally.sha256) != (stored.stored_size, stored.stored_sha256):
-        return f"stored object {stored.name}: sha256 does not match the manifest (corrupt): {reason}"
+        found = "" if reason.startswith("stored bytes do not match") else f": {reason}"
+        return f"stored object {stored.name}: sha256 does not match the manifest (corrupt){found}"
     return f"stored object {stored.name} matches its sha256, but reading it failed: {reason}"
 
 

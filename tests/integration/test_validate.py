@@ -30,6 +30,7 @@ from redis_dr.validate import BackupCheck, select_backups
 from redis_dr.validate_backup import check_backup
 from redis_dr.validate_tools import check_aof_dir
 from tests.fixtures.targets import TargetServer
+from tests.integration.cli import assert_one_clear_error, run_cli
 from tests.integration.test_aof_backup import AOF_CONFIG, store_aof
 
 pytestmark = pytest.mark.integration
@@ -293,8 +294,6 @@ def test_an_aof_backup_is_checked_by_redis_check_aof(aof_target: TargetServer, t
 def test_cli_validates_every_location_and_fails_naming_the_bad_backup(
     source: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], prefect_harness: None
 ) -> None:
-    from tests.integration.cli import assert_one_clear_error, run_cli
-
     good, bad = f"file://{tmp_path / 'good'}", f"file://{tmp_path / 'bad'}"
     for url in (good, bad):
         (tmp_path / urlsplit(url).path.rsplit("/", 1)[1]).mkdir()
