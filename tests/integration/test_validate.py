@@ -26,7 +26,7 @@ from redis_dr.pipeline import Tally
 from redis_dr.redis.connection import RedisEndpoint
 from redis_dr.sandbox.redis_server import RedisServer
 from redis_dr.storage import open_storage
-from redis_dr.validate import BackupCheck, select_backups
+from redis_dr.validate import BackupCheck, ValidateRequest, ValidationFailed, select_backups
 from redis_dr.validate_backup import check_backup
 from redis_dr.validate_tools import check_aof_dir
 from tests.fixtures.targets import TargetServer
@@ -267,16 +267,19 @@ def aof_target(local_target_factory: Callable[..., TargetServer]) -> TargetServe
 def test_an_aof_backup_is_checked_by_redis_check_aof(aof_target: TargetServer, tmp_path: Path) -> None:
     url = f"file://{tmp_path / 'store'}"
     manifest, _ = store_aof(aof_target.platform, url)
-    check = validate(url, manifest)
+    work = tmp_path / "work"
+    work.mkdir()
+    storage = open_storage(url)
+    check = check_backup(storage, manifest, [], work_dir=work)
     assert check.ok, check.problems
     assert check.checks[:3] == ["sha256", "decompress", "redis-check-aof"]
-    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("redis-dr-validate-*"))
+    assert check.checks[3].startswith("keys not compared (AOF")
+    assert list(work.iterdir()) == []  # the private copy is gone
 
     # The copied AOF laid out again, its last incr file cut in the middle of a command, and
     # with garbage in the middle: Redis loads the first (aof-load-truncated), not the second.
     aof_dir = tmp_path / "aof"
     aof_dir.mkdir()
-    storage = open_storage(url)
     for stored in manifest.files:
         assert stored.original_name is not None
         (aof_dir / stored.original_name).write_bytes(b"".join(read_file(storage, manifest, stored, [])))
@@ -288,6 +291,7 @@ def test_an_aof_backup_is_checked_by_redis_check_aof(aof_target: TargetServer, t
     assert cut.ok and "Redis drops at load" in cut.line
     incr.write_bytes(whole[:20] + b"garbage\r\n" + whole[29:])
     damaged = check_aof_dir(aof_manifest, incr.name, len(whole))
+    storage.close()
     assert not damaged.ok and damaged.line.startswith("redis-check-aof: ") and "not valid" in damaged.line
 
 
@@ -322,3 +326,22 @@ def test_cli_validates_every_location_and_fails_naming_the_bad_backup(
     assert code == 0, err
     [verdict] = json.loads(out)
     assert verdict["ok"] and verdict["backup_id"] == newest.id and verdict["problems"] == []
+
+
+def test_a_run_without_the_age_key_fails_with_one_line_and_exit_code_2(
+    source: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
+) -> None:
+    from flows.validate import validate as validate_flow
+
+    monkeypatch.delenv(AGE_IDENTITY_ENV, raising=False)
+    url = f"file://{tmp_path}"
+    key = pyrage.x25519.Identity.generate()
+    encrypted = take_backup(source, url, encrypt_to=[str(key.to_public())])
+    with pytest.raises(ValidationFailed) as failed:
+        validate_flow(ValidateRequest(instance=INSTANCE, storage=[url]))
+    assert failed.value.exit_code == ConfigError.exit_code
+    assert str(failed.value) == (
+        f"1 of 1 backup(s) failed validation: {url}: {encrypted.id}: not validated: backup "
+        f"{encrypted.id} is encrypted: set {AGE_IDENTITY_ENV} to the age identity (or the path of "
+        "its key file) of one of its recipients"
+    )
