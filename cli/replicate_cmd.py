@@ -51,7 +51,22 @@ def request_from_args(args: argparse.Namespace) -> ReplicateRequest:
     try:
         return ReplicateRequest.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
-        raise ConfigError(one_line(exc)) from None
+        raise ConfigError(flag_line(exc)) from None
+
+
+#: The flag each field of the request comes from.
+FLAGS = {"source": "--storage", "destinations": "--to", "max_lag": "--max-lag", "parallel": "--parallel"}
+
+
+def flag_line(exc: ValidationError) -> str:
+    """The first problem as one line naming the flag it came from ('--max-lag: duration ...')."""
+    error = exc.errors()[0]
+    location = error["loc"]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not location:
+        return message  # about the request as a whole: it names what it is about
+    flag = FLAGS.get(str(location[0]))
+    return one_line(exc) if flag is None else f"{flag}: {message}"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -213,3 +213,29 @@ def test_bad_fields_are_refused(fields: dict[str, object]) -> None:
 @pytest.mark.parametrize("model", [ReplicateRequest, Destination])
 def test_every_field_has_a_description_for_the_ui_form(model: type[BaseModel]) -> None:
     assert all(field.description for field in model.model_fields.values())
+
+
+@pytest.mark.parametrize(
+    ("flags", "line"),
+    [
+        (["--to", "file:///tmp/a/"], "destination 1 (file:///tmp/a/) is the same place as the source"),
+        (["--to", "file:///tmp/b", "--max-lag", "2x"], "--max-lag: duration '2x' is not understood"),
+        (
+            ["--to", "file:///tmp/b", "--parallel", "40"],
+            "--parallel: Input should be less than or equal to 16",
+        ),
+        (["--to", "s3://user:pw@bucket/x"], "--to: storage URL s3://bucket/x contains credentials"),
+    ],
+    ids=["source-again", "max-lag", "parallel", "credentials"],
+)
+def test_the_command_refuses_a_bad_flag_in_one_line_naming_it(
+    flags: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+
+    code = main(["replicate", "--storage", "file:///tmp/a", "--instance", "sessions", *flags])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"redis-dr: error: {line}") and len(err.splitlines()) == 1, err
+    assert "pw" not in err
