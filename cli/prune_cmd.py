@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     request = request_from_args(args)
     location = request.locations[0]
     say(
-        f"{'pruning' if request.apply else 'dry run of a prune of'} {request.instance} in {args.storage}: "
+        f"pruning {request.instance} in {args.storage}{'' if request.apply else ' (dry run)'}: "
         f"keeping {location.policy.describe()}"
     )
     with prefect_api():

@@ -69,7 +69,7 @@ def prune(request: PruneRequest) -> PruneOutcome:
             f"prune of {request.instance} failed at {len(failed)} of {len(outcome.locations)} "
             f"location(s) (the others were pruned): {details}"
             if len(outcome.locations) > 1
-            else f"prune of {request.instance} failed at {details}"
+            else f"prune of {request.instance} failed: {errors[0]}"
         )
         # A returned state is the run's final state; calling the flow raises `failure` (see flows/backup.py).
         return Failed(message=str(failure), data=failure)  # type: ignore[return-value]

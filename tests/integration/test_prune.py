@@ -289,3 +289,12 @@ def test_the_command_lists_then_applies_the_same_removals(
     ]
     assert err.strip().splitlines()[-1] == "removed 2 of 4 backups (6 objects deleted)"
     assert [m.id for m in Catalog(store, INSTANCE).list().manifests] == ids[:2]
+
+    broken = Catalog(store, INSTANCE).manifest_key(ids[1])
+    store.delete(broken)
+    store.put_bytes(broken, b"garbage")
+    before = keys(store)
+    code, out, err = run_cli(capsys, *args, "--apply")
+    assert code == IntegrityError.exit_code and out == ""
+    assert_one_clear_error(err, "nothing is removed", broken, "fix or remove it by hand")
+    assert keys(store) == before

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from redis_dr.manifest import Manifest, backup_id_for
+from redis_dr.prune import PruneRequest
 from redis_dr.retention import RetentionPolicy, decide
 from tests.manifests import manifest_for
 
@@ -300,3 +301,43 @@ def test_production_policy_over_thirteen_months_of_hourly_backups() -> None:
     assert len(expected) == 24 + 5 + 2 + 11
     assert {d.created_at for d in decisions if d.keep} == expected
     assert len(decisions) == len(manifests)
+
+
+# -- the prune flow's parameter ---------------------------------------------------------------------
+
+
+def test_prune_request_round_trips_as_flow_parameters() -> None:
+    request = PruneRequest.model_validate(
+        {
+            "instance": "sessions",
+            "environment": "production",
+            "locations": [
+                {"url": "s3://acme-backups/prod?region=eu-west-1", "policy": {"keep_hourly": 24, "keep_daily": 7}},
+                {"url": "gs://acme-dr/prod", "policy": {"keep_monthly": 12, "keep_within": "30d"}},
+            ],
+        }
+    )
+    assert request.apply is False, "a dry run unless asked"
+    assert request.orphan_grace == timedelta(hours=24)
+    dumped = request.model_dump(mode="json")
+    assert dumped["orphan_grace"] == "1d"
+    assert dumped["locations"][1]["policy"]["keep_within"] == "30d"
+    assert PruneRequest.model_validate(dumped) == request
+    schema = PruneRequest.model_json_schema()
+    assert all(field.get("description") for field in schema["properties"].values())
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"orphan_grace": "6h"}, "too short"),
+        ({"locations": []}, "at least 1"),
+        ({"secret": "x"}, "Extra inputs"),
+        ({"locations": [{"url": "file:///b", "policy": {}}, {"url": "file:///b/", "policy": {}}]}, "same place"),
+    ],
+)
+def test_prune_request_refuses(fields: dict[str, object], words: str) -> None:
+    base: dict[str, object] = {"instance": "sessions", "locations": [{"url": "file:///b", "policy": {}}]}
+    with pytest.raises(ValidationError) as caught:
+        PruneRequest.model_validate(base | fields)
+    assert words in str(caught.value)
