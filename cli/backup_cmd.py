@@ -11,7 +11,8 @@ from cli.common import move_password_to_env
 from cli.output import enable_progress_bars, say
 from cli.prefect_runtime import prefect_api
 from redis_dr.backup import describe_files
-from redis_dr.config import PASSWORD_ENV, BackupRequest, SnapshotMode, build_request, load_environment
+from redis_dr.config import PASSWORD_ENV, BackupRequest, SnapshotMode, build_request
+from redis_dr.environment import load_environment
 from redis_dr.errors import ConfigError
 from redis_dr.manifest import BackupKind
 from redis_dr.pipeline import Compression

@@ -7,7 +7,8 @@ import os
 
 from cli.output import say
 from redis_dr.catalog import Catalog
-from redis_dr.config import PASSWORD_ENV, load_environment
+from redis_dr.config import PASSWORD_ENV
+from redis_dr.environment import load_environment
 from redis_dr.errors import AccessDeniedError, ConfigError, NotFoundError, TransientError
 from redis_dr.manifest import Manifest
 from redis_dr.redis.connection import split_password
@@ -32,11 +33,7 @@ def storage_urls(args: argparse.Namespace) -> list[str]:
     if args.storage:
         return list(args.storage)
     if args.env_file:
-        environment = load_environment(args.env_file)
-        config = environment.instances.get(args.instance)
-        if config is not None:
-            return list(config.storage)
-        raise ConfigError(f"no instance {args.instance!r} in {args.env_file}")
+        return load_environment(args.env_file).instance(args.instance).urls
     raise ConfigError("say where the backups are: --storage URL or --env-file FILE")
 
 

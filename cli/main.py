@@ -15,6 +15,7 @@ from types import FrameType
 from cli import (
     backup_cmd,
     demo_cmd,
+    deploy_cmd,
     fetch_cmd,
     list_cmd,
     prune_cmd,
@@ -26,7 +27,10 @@ from cli.output import say
 from redis_dr import __version__
 from redis_dr.errors import RedisDRError
 
-COMMANDS = (backup_cmd, restore_cmd, list_cmd, fetch_cmd, prune_cmd, replicate_cmd, validate_cmd, demo_cmd)
+COMMANDS = (
+    backup_cmd, restore_cmd, list_cmd, fetch_cmd, prune_cmd, replicate_cmd, validate_cmd, deploy_cmd,
+    demo_cmd,
+)  # fmt: skip
 
 #: Exit codes of an interrupted command: 128 + the signal's number, as a shell reports it.
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130

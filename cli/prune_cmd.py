@@ -18,9 +18,11 @@ from pydantic import ValidationError
 
 from cli.output import print_table, say
 from cli.prefect_runtime import prefect_api
+from redis_dr.environment import load_environment
 from redis_dr.errors import ConfigError
 from redis_dr.prune import LocationRetention, PruneRequest
 from redis_dr.retention import RetentionPolicy
+from redis_dr.storage.location import redact_url
 
 #: Flag -> policy field; the rules (min_keep and timezone are not rules).
 RULE_FLAGS = {
@@ -46,7 +48,11 @@ def register(sub: Any) -> None:
         "unless --timezone. --json prints a list of objects: kind, backup_id, key, created_at, "
         "action (keep|remove), removed, reasons.",
     )
-    parser.add_argument("--storage", required=True, metavar="URL", help="the location to prune")
+    parser.add_argument("--storage", metavar="URL", help="the location to prune")
+    parser.add_argument(
+        "--env-file", metavar="YAML",
+        help="environment file: prune every location of the instance with its own policy (or only --storage)",
+    )  # fmt: skip
     parser.add_argument("--instance", required=True, help="instance name (backups are stored under it)")
     for flag, what in [
         ("--keep-last", "the N newest backups"),
@@ -91,7 +97,19 @@ def policy_from_args(args: argparse.Namespace) -> RetentionPolicy:
 
 
 def request_from_args(args: argparse.Namespace) -> PruneRequest:
-    """The flow's request: one location with the policy of the flags."""
+    """The flow's request: one location with the policy of the flags, or the environment file's."""
+    if args.env_file:
+        given = [flag for flag, field in RULE_FLAGS.items() if getattr(args, field) is not None]
+        if given:
+            raise ConfigError(
+                f"{given[0]} with --env-file: the environment file says each location's policy "
+                "(give the rules with --storage instead)"
+            )
+        return load_environment(args.env_file).prune_request(
+            args.instance, apply=args.apply, storage=args.storage
+        )
+    if not args.storage:
+        raise ConfigError("say what to prune: --storage URL with --keep-* rules, or --env-file FILE")
     policy = policy_from_args(args)
     try:
         return PruneRequest(
@@ -107,35 +125,40 @@ def request_from_args(args: argparse.Namespace) -> PruneRequest:
 def run(args: argparse.Namespace) -> int:
     """Run the prune flow in this process and print each backup's action and reasons."""
     request = request_from_args(args)
-    location = request.locations[0]
-    say(
-        f"pruning {request.instance} in {args.storage}{'' if request.apply else ' (dry run)'}: "
-        f"keeping {location.policy.describe()}"
-    )
+    dry = "" if request.apply else " (dry run)"
+    for location in request.locations:
+        where = redact_url(location.url)
+        say(f"pruning {request.instance} in {where}{dry}: keeping {location.policy.describe()}")
     with prefect_api():
         from flows.prune import prune
 
         outcome = prune(request)
     from flows.prune_report import action_text, item_text, parse_time, report_rows, summary_line, when
 
-    [result] = outcome.locations
-    if result.plan is None:  # a failed location fails the run: the flow raised already
-        raise AssertionError("the prune flow returned a location without a plan")
-    rows = report_rows(result.plan, result.result)
+    rows: list[dict[str, Any]] = []
+    for result in outcome.locations:
+        if result.plan is None:  # a failed location fails the run: the flow raised already
+            raise AssertionError("the prune flow returned a location without a plan")
+        located = [{**row, "location": result.url} for row in report_rows(result.plan, result.result)]
+        rows += located
+        if len(outcome.locations) > 1:
+            say(f"{result.url} (keeping {result.policy}):")
+        if args.json:
+            pass  # printed once, after every location
+        elif located:
+            print_table(
+                ["BACKUP", "CREATED (UTC)", "ACTION", "REASONS"],
+                [
+                    [item_text(row), when(parse_time(row["created_at"])), action_text(row, outcome.applied),
+                     ", ".join(row["reasons"])]
+                    for row in located
+                ],
+            )  # fmt: skip
+        else:
+            say(f"no backups of {request.instance} in {result.url}")
+        for line in result.result.skipped if result.result else []:
+            say(f"left: {line}")
+        say(summary_line(result.plan, result.result))
     if args.json:
         print(json.dumps(rows, indent=2))
-    elif rows:
-        print_table(
-            ["BACKUP", "CREATED (UTC)", "ACTION", "REASONS"],
-            [
-                [item_text(row), when(parse_time(row["created_at"])), action_text(row, outcome.applied),
-                 ", ".join(row["reasons"])]
-                for row in rows
-            ],
-        )  # fmt: skip
-    else:
-        say(f"no backups of {request.instance} in {args.storage}")
-    for line in result.result.skipped if result.result else []:
-        say(f"left: {line}")
-    say(summary_line(result.plan, result.result))
     return 0

@@ -10,7 +10,7 @@ from typing import Any
 from cli.common import move_password_to_env
 from cli.output import enable_progress_bars, say
 from cli.prefect_runtime import prefect_api, start_temporary_api_early
-from redis_dr.config import load_environment
+from redis_dr.environment import load_environment
 from redis_dr.errors import RefusedError
 from redis_dr.platforms.target import TARGET_HELP, TargetKind, parse_target
 from redis_dr.restore.plan import RestorePlan, new_tag
@@ -87,16 +87,7 @@ def request_from_args(args: argparse.Namespace) -> RestoreRequest:
     if args.storage:
         fields["storage"] = args.storage
     if args.env_file:
-        environment = load_environment(args.env_file)
-        instance = environment.instance(args.instance)
-        defaults: dict[str, object] = {
-            "storage": list(instance.storage),
-            "target": instance.target,
-            "target_settings": instance.target_settings,
-            "password": instance.password,
-            "environment": environment.environment,
-            "protected": environment.protected,
-        }
+        defaults = load_environment(args.env_file).restore_fields(args.instance)
         fields = {**defaults, **{k: v for k, v in fields.items() if v is not None}}
     # REDIS_PASSWORD is read where it is needed, not turned into the request's password: a
     # local or Docker target's own requirepass wins over one left exported for another server.

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from cli.output import enable_progress_bars, say
 from cli.prefect_runtime import prefect_api
 from redis_dr.config import AGE_IDENTITY_ENV, one_line
+from redis_dr.environment import load_environment
 from redis_dr.errors import ConfigError
 from redis_dr.fetch import identities_from_env
 from redis_dr.storage.location import redact_url
@@ -27,15 +28,19 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--instance", required=True, help="instance name (backups are stored under it)")
     parser.add_argument(
-        "--storage", action="append", required=True, metavar="URL",
+        "--storage", action="append", metavar="URL",
         help="location to validate (repeatable: each one is validated)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--env-file", metavar="YAML",
+        help="environment file: its instance's locations (and sample) unless --storage / --sample say",
     )  # fmt: skip
     parser.add_argument(
         "--backup", default="latest", metavar="SELECTOR",
         help="latest (default), a backup id, or a UTC time (the newest at or before it)",
     )  # fmt: skip
     parser.add_argument(
-        "--sample", type=int, default=0, metavar="N",
+        "--sample", type=int, default=None, metavar="N",
         help=f"also validate N random older backups in each location (0-{MAX_SAMPLE})",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the verdicts as a JSON array")
@@ -44,9 +49,15 @@ def register(sub: Any) -> None:
 
 def request_from_args(args: argparse.Namespace) -> ValidateRequest:
     """The flow's request, validated here (one line for a bad value)."""
+    if args.env_file:
+        return load_environment(args.env_file).validate_request(
+            args.instance, storage=args.storage, backup=args.backup, sample=args.sample
+        )
+    if not args.storage:
+        raise ConfigError("say where the backups are: --storage URL (repeatable) or --env-file FILE")
     try:
         return ValidateRequest(
-            instance=args.instance, storage=args.storage, backup=args.backup, sample=args.sample
+            instance=args.instance, storage=args.storage, backup=args.backup, sample=args.sample or 0
         )
     except ValidationError as exc:
         raise ConfigError(one_line(exc)) from None

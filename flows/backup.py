@@ -27,6 +27,7 @@ from flows.backup_report import (
     server_line,
     snapshot_line,
 )
+from flows.lease import instance_lease
 from redis_dr.catalog import Reservation
 from redis_dr.config import BackupRequest
 from redis_dr.errors import RedisDRError
@@ -64,8 +65,9 @@ def backup(request: BackupRequest) -> Manifest:
     log = get_run_logger()
     run = BackupRun(request)
     try:
-        manifest = back_up(run, log)
-        copy_everywhere(run, manifest, log)
+        with instance_lease(request.environment, request.instance):
+            manifest = back_up(run, log)
+            copy_everywhere(run, manifest, log)
     except RedisDRError as exc:
         log.error("backup of %s failed at %s: %s", request.instance, run.step, exc)
         publish_artifact(run, error=str(exc))
@@ -126,9 +128,7 @@ def clean_up(run: BackupRun, reservation: Reservation, log: RunLog) -> None:
     primary.outcome = "not committed; nothing left behind"
 
 
-def copy_everywhere(
-    run: BackupRun, manifest: Manifest, log: RunLog
-) -> None:
+def copy_everywhere(run: BackupRun, manifest: Manifest, log: RunLog) -> None:
     """Copy the committed backup to every other location; raise once all were tried if any failed."""
     errors: list[RedisDRError] = []
     for position, (url, location) in enumerate(zip(run.request.storage, run.locations, strict=True), start=1):

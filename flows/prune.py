@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger
 from prefect.context import FlowRunContext
 from prefect.states import Failed
 
+from flows.lease import instance_lease
 from flows.prune_report import publish_artifact, summary_line
 from redis_dr.errors import RedisDRError
 from redis_dr.manifest import BACKUP_ID_FORMAT
@@ -51,13 +52,17 @@ def prune(request: PruneRequest) -> PruneOutcome:
     now = datetime.now(UTC)
     errors: list[RedisDRError] = []
     try:
-        for position, location in enumerate(outcome.locations, start=1):
-            try:
-                prune_location(request, position, location, now, log)
-            except RedisDRError as exc:
-                location.error = str(exc)
-                errors.append(exc)
-                log.error("location %d %s: %s", position, location.url, exc)
+        with instance_lease(request.environment, request.instance):
+            for position, location in enumerate(outcome.locations, start=1):
+                try:
+                    prune_location(request, position, location, now, log)
+                except RedisDRError as exc:
+                    location.error = str(exc)
+                    errors.append(exc)
+                    log.error("location %d %s: %s", position, location.url, exc)
+    except RedisDRError as exc:  # the instance's lease was not had: nothing was touched
+        log.error("prune of %s did not start: %s", request.instance, exc)
+        return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
     except Exception as exc:  # a bug: the artifact says so, Prefect keeps the traceback
         publish_artifact(outcome, error=f"unexpected {type(exc).__name__}: {exc}")
         raise

@@ -19,6 +19,7 @@ from prefect.input import RunInput
 from prefect.states import Failed
 from pydantic import Field
 
+from flows.lease import instance_lease
 from flows.restore_report import RestoreOutcome, RestoreRun, phase_lines, publish_artifact, verification_lines
 from redis_dr.errors import RedisDRError, RefusedError
 from redis_dr.manifest import BACKUP_ID_FORMAT
@@ -30,6 +31,7 @@ from redis_dr.restore.preflight import explain_refusal
 from redis_dr.restore.request import RestoreRequest, RestoreStrategy
 from redis_dr.restore.source import SourceRef
 from redis_dr.restore.target_lock import target_lock
+from redis_dr.run_tags import PROTECTED_TAG
 from tasks.restore import (
     VerificationError,
     checkpoint,
@@ -44,7 +46,7 @@ from tasks.restore_access import target_platform
 from tasks.run_logs import one_line_errors
 
 #: Steps that fail with the target as it was: nothing is stopped or moved before "stop".
-UNTOUCHED_STEPS = ("choose-backup", "preflight", "approval", "checkpoint", "fetch")
+UNTOUCHED_STEPS = ("choose-backup", "preflight", "approval", "lease", "checkpoint", "fetch")
 #: How often a paused restore asks the server whether a person resumed it.
 APPROVAL_POLL_SECONDS = 2
 
@@ -102,6 +104,13 @@ def _with_note(exc: RedisDRError, note: str) -> RedisDRError:
         return exc
 
 
+def deployed_as_protected() -> bool:
+    """True for a run of a deployment tagged `protected`: its form cannot switch the approval off
+    (a run's tags include its deployment's, whatever the form says)."""
+    context = FlowRunContext.get()
+    return context is not None and context.flow_run is not None and PROTECTED_TAG in context.flow_run.tags
+
+
 def lock_name(request: RestoreRequest) -> str:
     """What the restore's lock is named after: the target however it is spelled (the config file's
     real path, the container's id), else the live server's address."""
@@ -134,10 +143,25 @@ def _restore(run: RestoreRun, approved: bool, started: float, log: Any) -> Resto
             log.info("%s", line)
     if plan.refusals:
         raise RefusedError(explain_refusal(plan))
-    if request.protected and not approved:
+    if (request.protected or deployed_as_protected()) and not approved:
         run.step = "approval"
         with clock.phase("approval"):
             wait_for_approval(plan, request, log)
+    run.step = "lease"
+    with instance_lease(request.environment, request.instance):
+        return carry_out(run, source, plan, placement, started, log)
+
+
+def carry_out(
+    run: RestoreRun,
+    source: SourceRef,
+    plan: RestorePlan,
+    placement: Placement | None,
+    started: float,
+    log: Any,
+) -> RestoreOutcome:
+    """Checkpoint, restore, verify: the steps that touch the target, under the instance's lease."""
+    request, clock = run.request, run.clock
     if plan.checkpoint:
         run.step = "checkpoint"
         with clock.phase("checkpoint"):

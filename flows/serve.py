@@ -17,10 +17,13 @@ from prefect import Flow
 from prefect.runner import Runner
 
 from flows.backup import backup
+from flows.prune import prune
+from flows.replicate import replicate
 from flows.restore import restore
+from flows.validate import validate
 
 #: Every flow of the project; each must run from a deployment (tests/integration/test_deployments.py).
-FLOWS: list[Flow[..., Any]] = [backup, restore]
+FLOWS: list[Flow[..., Any]] = [backup, restore, prune, replicate, validate]
 
 
 def main(argv: list[str] | None = None) -> None:

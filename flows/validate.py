@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.context import FlowRunContext
 from prefect.states import Failed
 
+from flows.lease import instance_lease
 from flows.validate_report import publish_artifact
 from redis_dr.errors import IntegrityError, RedisDRError
 from redis_dr.manifest import BACKUP_ID_FORMAT
@@ -48,6 +49,26 @@ def validate(request: ValidateRequest) -> ValidateResult:
     """
     one_line_errors()
     log = get_run_logger()
+    try:
+        with instance_lease(request.environment, request.instance):
+            checks, errors = validate_locations(request, log)
+    except RedisDRError as exc:  # the instance's lease was not had: nothing was read
+        log.error("validation of %s did not start: %s", request.instance, exc)
+        return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+    publish_artifact(request, checks)
+    failed = [check for check in checks if not check.ok]
+    if failed:
+        # Failed checks beyond those the errors account for are integrity failures.
+        exit_code = IntegrityError.exit_code if len(failed) > len(errors) else errors[0].exit_code
+        failure = ValidationFailed(summary(checks), checks, exit_code)
+        log.error("validation of %s failed: %s", request.instance, failure)
+        return Failed(message=str(failure), data=failure)  # type: ignore[return-value]
+    log.info("validation of %s: %s", request.instance, summary(checks))
+    return ValidateResult(instance=request.instance, checks=checks)
+
+
+def validate_locations(request: ValidateRequest, log: Any) -> tuple[list[BackupCheck], list[RedisDRError]]:
+    """Validate the selection in every location; the checks, and the errors that stopped some."""
     checks: list[BackupCheck] = []
     errors: list[RedisDRError] = []
     for url in request.storage:
@@ -86,13 +107,4 @@ def validate(request: ValidateRequest) -> ValidateResult:
                 )
             (log.info if check.ok else log.error)("%s: %s", location, check_line(check))
             checks.append(check)
-    publish_artifact(request, checks)
-    failed = [check for check in checks if not check.ok]
-    if failed:
-        # Failed checks beyond those the errors account for are integrity failures.
-        exit_code = IntegrityError.exit_code if len(failed) > len(errors) else errors[0].exit_code
-        failure = ValidationFailed(summary(checks), checks, exit_code)
-        log.error("validation of %s failed: %s", request.instance, failure)
-        return Failed(message=str(failure), data=failure)  # type: ignore[return-value]
-    log.info("validation of %s: %s", request.instance, summary(checks))
-    return ValidateResult(instance=request.instance, checks=checks)
+    return checks, errors

@@ -8,14 +8,11 @@ more. Secrets are referenced, never written inline.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -26,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from redis_dr.errors import ConfigError, NotFoundError
+from redis_dr.errors import ConfigError
 from redis_dr.manifest import INSTANCE_PATTERN, BackupKind, validate_instance_name
 from redis_dr.pipeline import Compression, parse_recipient
 from redis_dr.platforms.open import TargetSettings
@@ -252,54 +249,6 @@ class BackupRequest(BaseModel):
         return str(parse_target(self.target)) if self.target else str(self.redis_url)
 
 
-class InstanceConfig(BaseModel):
-    """One instance in an environment file."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    redis_url: str | None = None
-    storage: Annotated[list[str], BeforeValidator(as_list)] = Field(min_length=1)
-    kind: BackupKind = BackupKind.RDB
-    mode: SnapshotMode = SnapshotMode.STREAM
-    compression: Compression = Compression.ZSTD
-    encrypt_to: list[str] = Field(default_factory=list)
-    password: SecretRef | None = None
-    dump_path: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    #: Where the instance runs, for restores and file-level backups: local://, docker://, compose://
-    #: (a redis:// target, for replay restores, is not passed to backups: redis_url says the same).
-    target: str | None = None
-    target_settings: TargetSettings | None = None
-
-
-class EnvironmentConfig(BaseModel):
-    """An environment file: named instances of one environment (staging, production...)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    environment: str
-    #: Restores need a person's approval (in the Prefect UI, or on the terminal).
-    protected: bool = False
-    instances: dict[str, InstanceConfig]
-
-    def instance(self, name: str) -> InstanceConfig:
-        """One named instance; NotFoundError listing the known ones."""
-        if name not in self.instances:
-            known = ", ".join(sorted(self.instances)) or "none"
-            raise NotFoundError(f"no instance {name!r} in environment {self.environment} (known: {known})")
-        return self.instances[name]
-
-    def backup_request(self, instance: str, **overrides: object) -> BackupRequest:
-        """The backup request for one named instance, with optional overrides."""
-        config = self.instance(instance)
-        fields = config.model_dump(exclude_none=True)
-        if config.target is not None and "://" in config.target and not parse_target(config.target).has_files:
-            fields.pop("target")
-            fields.pop("target_settings", None)
-        fields.update({k: v for k, v in overrides.items() if v is not None})
-        return build_request(instance=instance, environment=self.environment, **fields)
-
-
 def build_request(**fields: object) -> BackupRequest:
     """Validate a backup request, turning validation errors into one clear line."""
     try:
@@ -316,18 +265,3 @@ def one_line(exc: ValidationError) -> str:
     if error["loc"] and message.startswith(f"{error['loc'][0]} "):
         return message  # it names the field already ("instance name 'X' is not allowed ...")
     return f"invalid {where}: {message}"
-
-
-def load_environment(path: str | os.PathLike[str]) -> EnvironmentConfig:
-    """Read and validate an environment file."""
-    file = Path(path)
-    try:
-        data = yaml.safe_load(file.read_text())
-    except FileNotFoundError:
-        raise NotFoundError(f"environment file {file} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"environment file {file} is not valid YAML: {exc}") from None
-    try:
-        return EnvironmentConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"environment file {file}: {one_line(exc)}") from None

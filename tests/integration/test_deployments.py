@@ -17,11 +17,9 @@ from uuid import UUID
 import cloudpickle
 import pytest
 from prefect import Flow
-from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.actions import WorkPoolCreate
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-from prefect.client.schemas.objects import FlowRun, Log
-from prefect.client.schemas.sorting import LogSort
+from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.serve import FLOWS
@@ -30,13 +28,26 @@ from redis_dr.sandbox.ports import free_port
 from redis_dr.sandbox.redis_server import RedisServer
 from redis_dr.storage import open_storage
 from tests.fixtures.prefect_server import ROOT, PrefectServer
+from tests.integration.prefect_runs import (
+    RUN_SECONDS,
+    logs_once_delivered,
+    submit_like_the_ui,
+    wait_for_deployment,
+    wait_until_final,
+)
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def client(prefect_client: SyncPrefectClient) -> SyncPrefectClient:
+    """A client of the test server."""
+    return prefect_client
+
 
 SERVED = "redis-backup/served"
 WORKER = "redis-backup/worker"
 POOL = "redis-dr-process"
-RUN_SECONDS = 180.0
 #: A run of one instance is named after it and its UTC start: `backup-sessions-20261125T090000Z`.
 RUN_NAME = re.compile(r"^backup-sessions-\d{8}T\d{6}Z$")
 
@@ -50,8 +61,21 @@ def backup_parameters(redis_url: str, storage: str) -> dict[str, Any]:
 SAMPLE_PARAMETERS: dict[str, dict[str, Any]] = {
     "redis-backup": backup_parameters("redis://127.0.0.1:6379/0", "file:///var/backups/redis"),
     "redis-restore": {
-        "request": {"instance": "sessions", "storage": ["file:///var/backups/redis"], "target": "docker://redis"}
+        "request": {
+            "instance": "sessions",
+            "storage": ["file:///var/backups/redis"],
+            "target": "docker://redis",
+        }
     },
+    "redis-prune": {
+        "request": {"instance": "sessions", "locations": [
+            {"url": "file:///var/backups/redis", "policy": {"keep_daily": 7, "keep_within": "30d"}}]}
+    },
+    "redis-replicate": {
+        "request": {"instance": "sessions", "source": "file:///var/backups/redis",
+                    "destinations": [{"url": "s3://dr-bucket/redis?region=eu-west-1"}], "max_lag": "2h"}
+    },
+    "redis-validate": {"request": {"instance": "sessions", "storage": ["file:///var/backups/redis"], "sample": 2}},
 }
 
 
@@ -61,28 +85,6 @@ def test_every_flow_validates_its_parameters_after_travelling_by_value(flow: Flo
     travelled = cloudpickle.loads(cloudpickle.dumps(flow))
     parameters = travelled.validate_parameters(SAMPLE_PARAMETERS[flow.name])
     assert set(SAMPLE_PARAMETERS[flow.name]) <= set(parameters)
-
-
-@pytest.fixture(scope="module")
-def client(prefect_server: PrefectServer) -> Iterator[SyncPrefectClient]:
-    """A client of the test server (the harness of other modules is not used here)."""
-    with (
-        temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}),
-        get_client(sync_client=True) as api,
-    ):
-        yield api
-
-
-def wait_for_deployment(client: SyncPrefectClient, server: PrefectServer, name: str, process: Any) -> UUID:
-    """The deployment's id, once the process that registers it has done so."""
-    deadline = time.monotonic() + RUN_SECONDS
-    while True:
-        try:
-            return client.read_deployment_by_name(name).id
-        except Exception:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{name} was not registered:\n{server.child_output(process)[-3000:]}")
-            time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -119,45 +121,6 @@ def worker_deployment(prefect_server: PrefectServer, client: SyncPrefectClient) 
         yield wait_for_deployment(client, prefect_server, WORKER, process)
     finally:
         prefect_server.stop_child(process)
-
-
-def submit_like_the_ui(client: SyncPrefectClient, deployment_id: UUID, parameters: dict[str, Any]) -> UUID:
-    """Create a run of the deployment with the form's JSON parameters, as the UI's Run button does."""
-    return client.create_flow_run_from_deployment(deployment_id, parameters=parameters).id
-
-
-def wait_until_final(client: SyncPrefectClient, flow_run_id: UUID, output: Callable[[], str]) -> FlowRun:
-    """The flow run once its state is final."""
-    deadline = time.monotonic() + RUN_SECONDS
-    while True:
-        run = client.read_flow_run(flow_run_id)
-        if run.state is not None and run.state.is_final():
-            return run
-        if time.monotonic() > deadline:
-            pytest.fail(f"run {flow_run_id} is {run.state!r} after {RUN_SECONDS:.0f}s:\n{output()[-4000:]}")
-        time.sleep(0.2)
-
-
-def logs_once_delivered(client: SyncPrefectClient, flow_run_id: UUID, min_level: int = 0) -> list[str]:
-    """The run's log lines once the flow engine's last one ("Finished in state") reached the server."""
-    deadline = time.monotonic() + 30
-    while True:
-        logs = read_logs(client, flow_run_id)
-        finished = any(
-            log.task_run_id is None and log.message.startswith("Finished in state") for log in logs
-        )
-        if finished or time.monotonic() > deadline:
-            return [log.message for log in logs if log.level >= min_level]
-        time.sleep(0.2)
-
-
-def read_logs(client: SyncPrefectClient, flow_run_id: UUID) -> list[Log]:
-    """Every log of a flow run (its tasks' too), oldest first."""
-    return client.read_logs(
-        log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
-        sort=LogSort.TIMESTAMP_ASC,
-        limit=200,
-    )
 
 
 def listed_ids(storage_url: str) -> list[str]:
@@ -259,7 +222,9 @@ def wait_for_the_form(client: SyncPrefectClient, run: FlowRun) -> None:
 
 
 @pytest.fixture
-def protected_restore(redis_factory: Callable[..., RedisServer], tmp_path: Path) -> tuple[RedisServer, dict[str, Any]]:
+def protected_restore(
+    redis_factory: Callable[..., RedisServer], tmp_path: Path
+) -> tuple[RedisServer, dict[str, Any]]:
     """A live target, and the parameters of a protected replay of a runbook file into it."""
     source = redis_factory()
     source.client().mset({f"session:{n}": n for n in range(200)})
@@ -301,7 +266,10 @@ def test_a_protected_restore_pauses_until_a_person_approves_it_in_the_ui(
         assert any("on-call: checked the plan" in line for line in logs_once_delivered(client, flow_run_id))
     else:
         assert run.state.is_failed()
-        assert run.state.message == "the restore was not approved (resumed without 'approve'): nothing was touched"
+        assert (
+            run.state.message
+            == "the restore was not approved (resumed without 'approve'): nothing was touched"
+        )
         assert target.client().dbsize() == 0
 
 

@@ -8,7 +8,8 @@ import pyrage
 import pytest
 import yaml
 
-from redis_dr.config import BackupRequest, SecretRef, SnapshotMode, build_request, load_environment
+from redis_dr.config import BackupRequest, SecretRef, SnapshotMode, build_request
+from redis_dr.environment import load_environment
 from redis_dr.errors import ConfigError, NotFoundError
 from redis_dr.pipeline import Compression
 

@@ -1,0 +1,79 @@
+"""`redis-dr deploy`: register an environment file's deployments with the Prefect server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from cli.output import print_table, say
+from cli.prefect_runtime import check_api_answers, quiet_prefect_console
+from redis_dr.deployment_plan import DeploymentSpec, deployment_specs
+from redis_dr.environment import load_environment
+from redis_dr.errors import ConfigError
+
+
+def register(sub: Any) -> None:
+    """Add the `deploy` subcommand."""
+    parser = sub.add_parser(
+        "deploy",
+        help="register an environment's deployments (schedules, forms, leases) with the Prefect server",
+        epilog="The server is PREFECT_API_URL (e.g. http://127.0.0.1:4200/api). Then run a worker: "
+        "prefect worker start --pool <work pool>",
+    )
+    parser.add_argument("--env-file", required=True, metavar="YAML", help="the environment file")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print what would be registered; talk to no server"
+    )
+    parser.add_argument("--json", action="store_true", help="print the deployments as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Register (or show) the deployments the environment file stands for."""
+    environment = load_environment(args.env_file)
+    specs = deployment_specs(environment)
+    if args.dry_run:
+        _show(specs, args.json)
+        return 0
+    quiet_prefect_console()
+    from prefect.settings import get_current_settings
+
+    api_url = get_current_settings().api.url
+    if not api_url:
+        raise ConfigError(
+            "deploy registers with a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api), "
+            "or pass --dry-run to see what would be registered"
+        )
+    check_api_answers(api_url)
+    from flows.deploy import register as register_deployments
+
+    registered = register_deployments(environment)
+    if args.json:
+        print(json.dumps({**registered.model_dump(), "specs": [s.model_dump() for s in specs]}, indent=2))
+        return 0
+    _show(specs, as_json=False)
+    created = " (created)" if registered.work_pool_created else ""
+    say(f"work pool {registered.work_pool}{created}; one lease per instance: {', '.join(registered.leases)}")
+    for name in registered.removed:
+        say(f"removed {name}: the environment file no longer names it")
+    say(f"registered {len(registered.deployments)} deployment(s) of {environment.environment} at {api_url}; "
+        f"runs start when a worker polls: prefect worker start --pool {registered.work_pool}")  # fmt: skip
+    return 0
+
+
+def _show(specs: list[DeploymentSpec], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([spec.model_dump() for spec in specs], indent=2))
+        return
+    print_table(
+        ["DEPLOYMENT", "SCHEDULE", "WORK POOL"],
+        [
+            [
+                spec.full_name,
+                "; ".join(f"{s.cron} ({s.timezone})" for s in spec.schedules) or "on demand",
+                spec.work_pool,
+            ]
+            for spec in specs
+        ],
+    )

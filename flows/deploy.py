@@ -1,0 +1,112 @@
+"""Register an environment file's deployments with the configured Prefect API.
+
+`deployment_specs` (redis_dr/deployment_plan.py) says what the file stands for;
+this makes the server match it: the process work pool and each instance's lease
+(a global concurrency limit of one slot) are created when missing, every
+deployment is created or updated from the project's source tree (a process
+worker runs it from there), and deployments of the environment that the file no
+longer names are removed, so the file stays the one source of truth.
+
+No `from __future__ import annotations` in flows/ (see flows/backup.py).
+"""
+
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect import Flow, get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+from prefect.exceptions import ObjectNotFound
+from prefect.schedules import Cron
+from pydantic import BaseModel
+
+from redis_dr.deployment_plan import DeploymentSpec, deployment_specs
+from redis_dr.environment import EnvironmentConfig
+from redis_dr.run_tags import PROJECT_TAG, lease_name
+
+#: The project's source tree: a process worker runs the flows from here.
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Registered(BaseModel):
+    """What `register` did."""
+
+    work_pool: str
+    work_pool_created: bool
+    leases: list[str]
+    deployments: list[str]
+    removed: list[str]
+
+
+def register(environment: EnvironmentConfig, source: Path = ROOT) -> Registered:
+    """Create or update every deployment of the environment; remove the ones it no longer names."""
+    specs = deployment_specs(environment)
+    pool = environment.prefect.work_pool
+    with get_client(sync_client=True) as client:
+        created = _ensure_process_pool(client, pool)
+        leases = sorted({lease_name(spec.environment, spec.instance) for spec in specs})
+        for name in leases:
+            client.upsert_global_concurrency_limit_by_name(name, 1)
+    for spec in specs:
+        _deploy(spec, source)
+    removed = _remove_stale(environment.environment, {spec.full_name for spec in specs})
+    return Registered(
+        work_pool=pool,
+        work_pool_created=created,
+        leases=leases,
+        deployments=[spec.full_name for spec in specs],
+        removed=removed,
+    )
+
+
+def _ensure_process_pool(client: Any, name: str) -> bool:
+    """Create the process work pool if it is missing; True if it was created."""
+    from prefect.workers.process import ProcessWorker
+
+    try:
+        client.read_work_pool(name)
+        return False
+    except ObjectNotFound:
+        client.create_work_pool(
+            WorkPoolCreate(
+                name=name, type="process", base_job_template=ProcessWorker.get_default_base_job_template()
+            )
+        )
+        return True
+
+
+def _deploy(spec: DeploymentSpec, source: Path) -> None:
+    """Create or update one deployment (its schedules replaced by the spec's)."""
+    flow: Flow[..., Any] = Flow.from_source(source=str(source), entrypoint=spec.entrypoint)  # type: ignore[assignment]
+    deployment = flow.to_deployment(
+        name=spec.name,
+        work_pool_name=spec.work_pool,
+        parameters=spec.parameters,
+        schedules=[
+            Cron(schedule.cron, timezone=schedule.timezone, parameters=schedule.parameters or None)
+            for schedule in spec.schedules
+        ],
+        description=spec.description,
+        tags=spec.tags,
+    )
+    deployment_id: UUID = deployment.apply(work_pool_name=spec.work_pool)  # type: ignore[union-attr,assignment]
+    if not spec.schedules:  # an update leaves the schedules alone when given none: remove them
+        with get_client(sync_client=True) as client:
+            for schedule in client.read_deployment_schedules(deployment_id):
+                client.delete_deployment_schedule(deployment_id, schedule.id)
+
+
+def _remove_stale(environment: str, wanted: set[str]) -> list[str]:
+    """Delete the environment's redis-dr deployments that the file no longer names."""
+    removed: list[str] = []
+    with get_client(sync_client=True) as client:
+        tags = DeploymentFilterTags(all_=[PROJECT_TAG, f"env:{environment}"])
+        deployments = client.read_deployments(deployment_filter=DeploymentFilter(tags=tags))
+        flows = {flow.id: flow.name for flow in client.read_flows()}
+        for deployment in deployments:
+            full_name = f"{flows.get(deployment.flow_id, '?')}/{deployment.name}"
+            if full_name not in wanted:
+                client.delete_deployment(deployment.id)
+                removed.append(full_name)
+    return sorted(removed)

@@ -1,0 +1,361 @@
+"""Environment files: the one source of truth for an environment's instances, locations,
+retention, schedules and Prefect settings (deployments/staging.yaml, production.yaml).
+
+    environment: production
+    protected: true                  # restores need a person's approval; no drills
+    prefect: {work_pool: redis-dr, timezone: Europe/Berlin}
+    schedules: {backup: "0 * * * *", validate: "0 3 * * *", ...}
+    retention: {keep_hourly: 24, keep_daily: 7}        # every location without its own
+    instances:
+      sessions:
+        target: compose://sessions/redis
+        password: {prefect_secret: redis-sessions-password}
+        storage:
+          - s3://sva-backups/redis?region=eu-central-1
+          - {url: "s3://sva-backups-eu-west-1/redis?region=eu-west-1", retention: {keep_monthly: 12}}
+
+Secrets are referenced (an environment variable or a Prefect Secret block), never
+written inline. Every request a flow takes for an instance is built here, so the
+CLI's `--env-file` and the generated deployments say the same thing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from cronsim import CronSim, CronSimError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from redis_dr.config import (
+    BackupRequest,
+    EnvironmentName,
+    SecretRef,
+    SnapshotMode,
+    StorageUrl,
+    _distinct_locations,
+    build_request,
+    field_check,
+    one_line,
+)
+from redis_dr.durations import Duration
+from redis_dr.errors import ConfigError, NotFoundError
+from redis_dr.manifest import BackupKind
+from redis_dr.pipeline import Compression
+from redis_dr.platforms.open import TargetSettings
+from redis_dr.platforms.target import parse_target
+from redis_dr.prune import PruneRequest
+from redis_dr.replicate import ReplicateRequest
+from redis_dr.restore.request import RestoreRequest, build_restore_request
+from redis_dr.retention import RetentionPolicy
+from redis_dr.storage.location import redact_url
+from redis_dr.validate import ValidateRequest
+
+M = TypeVar("M", bound=BaseModel)
+
+_POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,62}$")
+
+
+def _check_cron(text: str) -> None:
+    fields = text.split()
+    if len(fields) != 5:
+        raise ConfigError(f"schedule {text!r} is not a cron line of 5 fields (minute hour day month weekday)")
+    try:
+        CronSim(text, _EPOCH)
+    except CronSimError as exc:
+        raise ConfigError(f"schedule {text!r} is not a valid cron line: {exc}") from None
+
+
+def _check_zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"time zone {name!r} is unknown: use an IANA name such as Europe/Berlin or UTC"
+        ) from None
+
+
+def _check_pool(name: str) -> None:
+    if not _POOL_NAME.match(name):
+        raise ConfigError(f"work pool name {name!r} is not allowed: letters, digits, '.', '_' or '-'")
+
+
+def _check_tag(tag: str) -> None:
+    if not _TAG.match(tag):
+        raise ConfigError(f"tag {tag!r} is not allowed: letters, digits, '.', '_', ':', '/' or '-'")
+
+
+_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+CronLine = Annotated[str, AfterValidator(field_check(_check_cron))]
+ZoneName = Annotated[str, AfterValidator(field_check(_check_zone))]
+PoolName = Annotated[str, AfterValidator(field_check(_check_pool))]
+Tag = Annotated[str, AfterValidator(field_check(_check_tag))]
+
+
+class PrefectSettings(BaseModel):
+    """Where and how the environment's deployments run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    work_pool: PoolName = Field(
+        default="redis-dr", description="Prefect work pool (type process) of the runs."
+    )
+    timezone: ZoneName = Field(default="UTC", description="Time zone of the cron schedules.")
+    tags: list[Tag] = Field(default_factory=list, description="Extra tags on every deployment.")
+
+
+class Schedules(BaseModel):
+    """Cron lines (in the environment's time zone) of the scheduled flows; an empty one is not scheduled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backup: CronLine | None = Field(default=None, description="RDB backup of every instance.")
+    aof_backup: CronLine | None = Field(
+        default=None, description="AOF backup of every instance whose target has files (appendonly yes)."
+    )
+    prune: CronLine | None = Field(default=None, description="Retention applied to every location.")
+    replicate: CronLine | None = Field(
+        default=None, description="Catch-up copy of backups missing from the other locations."
+    )
+    validate_: CronLine | None = Field(
+        default=None, alias="validate", description="Validation of the newest backup (and a sample)."
+    )
+
+
+class ReplicationSettings(BaseModel):
+    """How the replicate flow judges the other locations."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_lag: Duration | None = Field(
+        default=None,
+        description="Fail the run when a location's newest backup is older than the primary's by more.",
+    )
+    parallel: int = Field(default=4, ge=1, le=16, description="Copies at once.")
+
+
+class ValidationSettings(BaseModel):
+    """What the validate flow reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sample: int = Field(
+        default=0, ge=0, le=100, description="Random older backups validated with the newest."
+    )
+    all_locations: bool = Field(
+        default=False, description="Validate in every location, not only the primary."
+    )
+
+
+class Location(BaseModel):
+    """One storage location of an instance, with its own retention (else the environment's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: StorageUrl
+    retention: RetentionPolicy | None = None
+
+
+def _location(value: object) -> object:
+    return {"url": value} if isinstance(value, str) else value
+
+
+def _locations(value: object) -> object:
+    items = [value] if isinstance(value, str | dict) else value
+    return [_location(item) for item in items] if isinstance(items, list) else items
+
+
+def _distinct(locations: list[Location]) -> list[Location]:
+    _distinct_locations([location.url for location in locations])
+    return locations
+
+
+Locations = Annotated[list[Location], BeforeValidator(_locations), AfterValidator(_distinct)]
+
+
+class InstanceConfig(BaseModel):
+    """One instance in an environment file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    redis_url: str | None = None
+    storage: Locations = Field(min_length=1)
+    kind: BackupKind = BackupKind.RDB
+    mode: SnapshotMode = SnapshotMode.STREAM
+    compression: Compression = Compression.ZSTD
+    encrypt_to: list[str] = Field(default_factory=list)
+    password: SecretRef | None = None
+    dump_path: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    #: Where the instance runs, for restores and file-level backups: local://, docker://, compose://
+    #: (a redis:// target, for replay restores, is not passed to backups: redis_url says the same).
+    target: str | None = None
+    target_settings: TargetSettings | None = None
+
+    @property
+    def urls(self) -> list[str]:
+        """The storage URLs, primary first."""
+        return [location.url for location in self.storage]
+
+    @property
+    def has_files(self) -> bool:
+        """The target gives access to the server's files (AOF backups, file restores)."""
+        return self.target is not None and parse_target(self.target).has_files
+
+
+class EnvironmentConfig(BaseModel):
+    """An environment file: named instances of one environment (staging, production...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    environment: EnvironmentName
+    #: Restores need a person's approval (in the Prefect UI, or on the terminal).
+    protected: bool = False
+    prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+    schedules: Schedules = Field(default_factory=Schedules)
+    retention: RetentionPolicy | None = None
+    replication: ReplicationSettings = Field(default_factory=ReplicationSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    instances: dict[str, InstanceConfig]
+
+    def instance(self, name: str) -> InstanceConfig:
+        """One named instance; NotFoundError listing the known ones."""
+        if name not in self.instances:
+            known = ", ".join(sorted(self.instances)) or "none"
+            raise NotFoundError(f"no instance {name!r} in environment {self.environment} (known: {known})")
+        return self.instances[name]
+
+    def retention_of(self, location: Location) -> RetentionPolicy | None:
+        """A location's own retention, else the environment's (None: keep everything)."""
+        return location.retention or self.retention
+
+    def backup_request(self, instance: str, **overrides: object) -> BackupRequest:
+        """The backup request for one named instance, with optional overrides."""
+        config = self.instance(instance)
+        fields = config.model_dump(exclude_none=True, exclude={"storage"})
+        fields["storage"] = config.urls
+        if config.target is not None and "://" in config.target and not config.has_files:
+            fields.pop("target")
+            fields.pop("target_settings", None)
+        fields.update({k: v for k, v in overrides.items() if v is not None})
+        return build_request(instance=instance, environment=self.environment, **fields)
+
+    def restore_fields(self, instance: str) -> dict[str, Any]:
+        """What the environment says of a restore of one instance (the request adds the rest)."""
+        config = self.instance(instance)
+        return {
+            "instance": instance,
+            "storage": config.urls,
+            "target": config.target,
+            "target_settings": config.target_settings,
+            # Without a target, the live server is restored by replay; with one, the target tells.
+            "redis_url": config.redis_url if config.target is None else None,
+            "password": config.password,
+            "environment": self.environment,
+            "protected": self.protected,
+        }
+
+    def restore_request(self, instance: str, **overrides: object) -> RestoreRequest:
+        """The restore request for one named instance (latest backup), with optional overrides."""
+        fields = {**self.restore_fields(instance), **{k: v for k, v in overrides.items() if v is not None}}
+        return build_restore_request(**{k: v for k, v in fields.items() if v is not None})
+
+    def prune_request(
+        self, instance: str, *, apply: bool = False, storage: str | None = None
+    ) -> PruneRequest:
+        """The prune of every location of the instance that has a retention policy (or only `storage`).
+
+        A location without a policy keeps everything and is not pruned; naming one is refused.
+        """
+        config = self.instance(instance)
+        chosen = [loc for loc in config.storage if storage is None or same_location(loc.url, storage)]
+        if storage is not None and not chosen:
+            raise ConfigError(f"{redact_url(storage)} is not a location of {instance} in {self.environment}")
+        located = [(loc.url, self.retention_of(loc)) for loc in chosen]
+        if storage is not None and located[0][1] is None:
+            raise ConfigError(
+                f"{redact_url(storage)} has no retention policy in {self.environment}: nothing to prune"
+            )
+        return build_model(
+            PruneRequest,
+            instance=instance,
+            environment=self.environment,
+            locations=[{"url": url, "policy": policy} for url, policy in located if policy is not None],
+            apply=apply,
+        )
+
+    def replicate_request(self, instance: str) -> ReplicateRequest:
+        """Copies from the primary to every other location of the instance (with their retention)."""
+        config = self.instance(instance)
+        if len(config.storage) < 2:
+            raise ConfigError(f"{instance} in {self.environment} has one location: nothing to replicate to")
+        return build_model(
+            ReplicateRequest,
+            instance=instance,
+            environment=self.environment,
+            source=config.urls[0],
+            destinations=[{"url": loc.url, "policy": self.retention_of(loc)} for loc in config.storage[1:]],
+            max_lag=self.replication.max_lag,
+            parallel=self.replication.parallel,
+        )
+
+    def validate_request(self, instance: str, **overrides: object) -> ValidateRequest:
+        """Validation of the newest backup (and the environment's sample) at the primary, or everywhere."""
+        config = self.instance(instance)
+        fields: dict[str, object] = {
+            "instance": instance,
+            "environment": self.environment,
+            "storage": config.urls if self.validation.all_locations else config.urls[:1],
+            "sample": self.validation.sample,
+        }
+        fields.update({k: v for k, v in overrides.items() if v is not None})
+        return build_model(ValidateRequest, **fields)
+
+
+def same_location(first: str, second: str) -> bool:
+    """True if two storage URLs name the same place, in any spelling."""
+    try:
+        _distinct_locations([first, second])
+    except ValueError:
+        return True
+    return False
+
+
+def build_model(model: type[M], **fields: object) -> M:
+    """Validate a request model, turning validation errors into one clear line."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        raise ConfigError(one_line(exc)) from None
+
+
+def load_environment(path: str | os.PathLike[str]) -> EnvironmentConfig:
+    """Read and validate an environment file."""
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text())
+    except FileNotFoundError:
+        raise NotFoundError(f"environment file {file} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"environment file {file} is a directory: name a YAML file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"environment file {file} is not valid YAML: {one_line_yaml(exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"environment file {file} is not a mapping of settings (environment:, instances:)")
+    try:
+        return EnvironmentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"environment file {file}: {one_line(exc)}") from None
+
+
+def one_line_yaml(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line, with its position."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else str(problem)
