@@ -137,6 +137,9 @@ def plan(request: ReplicateRequest, log: RunLog) -> Replication:
             log.error("%s could not be listed: %s", result.url, exc)
             continue
         run.listings[position] = listing
+        result.unreadable = list(listing.unreadable)
+        for problem in listing.unreadable:
+            log.warning("unreadable at %s (a copy under its id is refused): %s", result.url, problem)
         run.plans[position] = plan_replication(source, listing, destination.policy, run.now)
         result.missing = len(missing_backups(source, listing))
         result.planned = len(run.plans[position])
@@ -203,12 +206,12 @@ def finish(run: Replication, log: RunLog) -> ReplicateResult:
 
 
 def failed_run(run: Replication, result: ReplicateResult) -> RedisDRError:
-    """One error naming every problem, of the kind of the first failure (its exit code)."""
-    kind: type[RedisDRError] = PermanentError
-    if run.errors:
+    """One error naming every problem, of the kind of the first one named (its exit code)."""
+    kind: type[RedisDRError] = PermanentError  # a lag over the limit, and nothing else
+    if result.unreadable:
+        kind = IntegrityError  # named first, as `redis-dr list` exits 5 on an unreadable manifest
+    elif run.errors:
         kind = type(run.errors[0])
-    elif result.unreadable:
-        kind = IntegrityError
     return kind(
         f"replication of {result.instance} from {result.source} failed: " + "; ".join(result.problems)
     )

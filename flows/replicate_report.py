@@ -56,6 +56,10 @@ def markdown(request: ReplicateRequest, result: ReplicateResult | None, error: s
     if result is not None:
         lines += ["", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
         lines += ["| " + " | ".join(destination_row(d)) + " |" for d in result.destinations]
+        unreadable = [(d.url, problem) for d in result.destinations for problem in d.unreadable]
+        if unreadable:
+            lines += ["", "## Unreadable at a destination", ""]
+            lines += [f"- {_cell(url)}: {_cell(problem)}" for url, problem in unreadable]
         if result.problems:
             lines += ["", "## What failed", ""] + [f"- {_cell(problem)}" for problem in result.problems]
         copied = [(d.url, backup_id) for d in result.destinations for backup_id in d.copied]

@@ -157,6 +157,11 @@ class DestinationResult(BaseModel):
         default_factory=list, description="Planned backups found complete there already (another run)."
     )
     failed: list[str] = Field(default_factory=list, description="One line per failure: what and why.")
+    unreadable: list[str] = Field(
+        default_factory=list,
+        description="Manifests there that could not be read: a copy under one of their ids is refused "
+        "(a failure) until a person fixes or removes it.",
+    )
     lag_before_seconds: int | None = Field(
         default=None, description="Lag before copying, in seconds (None: it could not be listed)."
     )

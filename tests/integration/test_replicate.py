@@ -15,6 +15,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -213,9 +214,19 @@ class Killable(Protocol):
 class KillableSeaweedFS(SeaweedFS):
     """A SeaweedFS that can be killed (SIGKILL) and started again on the same ports and data."""
 
+    #: An object read back after a restart: until it reads, the volume server has not rejoined
+    #: (S3 answers InternalError for stored data although ListBuckets already works).
+    PROBE = "restart-probe"
+
     def __init__(self, like: SeaweedFS) -> None:
         super().__init__()
         self.access_key, self.secret_key = like.access_key, like.secret_key  # the same AWS_* keys
+
+    def start(self, timeout: float = 60.0) -> KillableSeaweedFS:
+        super().start(timeout)
+        self.create_bucket(REPLICA_BUCKET)
+        self.client().put_object(Bucket=REPLICA_BUCKET, Key=self.PROBE, Body=b"stored before the kill")
+        return self
 
     @property
     def pid(self) -> int:
@@ -244,6 +255,19 @@ class KillableSeaweedFS(SeaweedFS):
             self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
                                              stderr=subprocess.STDOUT, cwd=self.data_dir)  # fmt: skip
         self._wait_ready(60)
+        self._wait_until_data_reads(60)
+
+    def _wait_until_data_reads(self, timeout: float) -> None:
+        client, deadline = self.client(), time.monotonic() + timeout
+        while True:
+            try:
+                client.get_object(Bucket=REPLICA_BUCKET, Key=self.PROBE)["Body"].read()
+                return
+            except client.exceptions.ClientError:
+                assert time.monotonic() < deadline, (
+                    f"SeaweedFS serves no stored data {timeout:.0f} s after a restart"
+                )
+                time.sleep(0.1)
 
 
 class KillableFakeGCS(FakeGCS):
@@ -314,7 +338,6 @@ def dying(
     if request.param == "s3":
         weed = KillableSeaweedFS(seaweedfs)
         weed.start()
-        weed.create_bucket(REPLICA_BUCKET)
         server, url = weed, s3_url(weed, REPLICA_BUCKET)
     else:
         gcs = KillableFakeGCS(tmp_path / "gcs")
@@ -433,11 +456,20 @@ def test_an_unreadable_source_manifest_is_reported_and_fails_the_run_after_the_o
     finally:
         origin.close()
         storage.close()
-    destination = gs_url(fake_gcs)
+    destination, damaged = gs_url(fake_gcs), gs_url(fake_gcs)
+    storage = open_storage(damaged)  # a manifest there that cannot be read, under an id to copy
+    try:
+        storage.put_bytes(Catalog(storage, INSTANCE).manifest_key(source.b.id), b"\x00 damaged")
+    finally:
+        storage.close()
 
-    error = error_of(run(broken_source, destination))
+    state = run(broken_source, destination, damaged)
 
+    error = error_of(state)
     assert isinstance(error, IntegrityError)
     assert "unreadable manifest" in str(error) and prefix_of(broken_source.url) in str(error)
     assert f"/{INSTANCE}/{source.c.id}/manifest.json" in str(error)
+    assert f"copy of {source.b.id} failed" in str(error) and "different manifest" in str(error)
     assert_complete_verified_copies(destination, [source.a, source.b], tmp_path)
+    table = str(getattr(Artifact.get(f"replicate-{INSTANCE}"), "data", ""))
+    assert "## Unreadable at a destination" in table and prefix_of(damaged) in table
