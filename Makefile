@@ -6,10 +6,12 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint unit bench bench-restore deps system-deps clean
+.PHONY: help demo up down test lint unit bench bench-restore deps system-deps clean
 
 help:
 	@echo "make demo   a whole disaster: back up a throwaway session store, break it, restore it, verify it"
+	@echo "make up     a local stack: Prefect UI on 127.0.0.1:4200, a worker, a demo Redis, local storage"
+	@echo "make down   stop the local stack (no process is left)"
 	@echo "make test   lint, type-check and run every test against real servers"
 	@echo "make bench  measure backups of ~100 MB and ~1 GB against the runbook pipeline"
 	@echo "make bench-restore  measure restores of ~100 MB and ~1 GB against a bare load and the runbook"
@@ -25,6 +27,12 @@ system-deps:
 
 demo: deps system-deps
 	.venv/bin/redis-dr demo
+
+up: deps system-deps
+	.venv/bin/python infra/local_stack.py up
+
+down:
+	@if [ -x .venv/bin/python ]; then .venv/bin/python infra/local_stack.py down; fi
 
 lint: deps
 	.venv/bin/ruff check .

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from cli.output import say
 from cli.prefect_runtime import prefect_api
 from redis_dr.config import one_line
+from redis_dr.environment import load_environment
 from redis_dr.errors import ConfigError
 from redis_dr.replicate import MAX_PARALLEL, ReplicateRequest, destination_line
 
@@ -23,10 +24,14 @@ def register(sub: Any) -> None:
         "interrupted by a failure is finished by the next run.",
     )
     parser.add_argument("--instance", required=True, help="instance name (backups are stored under it)")
-    parser.add_argument("--storage", required=True, metavar="URL", help="the source location")
+    parser.add_argument("--storage", metavar="URL", help="the source location")
     parser.add_argument(
-        "--to", action="append", required=True, metavar="URL", dest="destinations",
+        "--to", action="append", metavar="URL", dest="destinations",
         help="a destination location (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--env-file", metavar="YAML",
+        help="environment file: from the instance's primary to its other locations, with their retention",
     )  # fmt: skip
     parser.add_argument(
         "--max-lag", metavar="DURATION",
@@ -40,7 +45,19 @@ def register(sub: Any) -> None:
 
 
 def request_from_args(args: argparse.Namespace) -> ReplicateRequest:
-    """The flow's request from the flags; a bad flag is one line naming it."""
+    """The flow's request from the flags, or the environment file's; a bad flag is one line naming it."""
+    if args.env_file:
+        if args.storage or args.destinations:
+            raise ConfigError("--env-file names the locations: give --storage and --to without it")
+        request = load_environment(args.env_file).replicate_request(args.instance)
+        changes = {"max_lag": args.max_lag, "parallel": args.parallel}
+        merged = {**request.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
+        try:
+            return ReplicateRequest.model_validate(merged)
+        except ValidationError as exc:
+            raise ConfigError(flag_line(exc)) from None
+    if not args.storage or not args.destinations:
+        raise ConfigError("say what to copy where: --storage SRC --to DST [--to DST...], or --env-file FILE")
     fields: dict[str, object] = {
         "instance": args.instance,
         "source": args.storage,

@@ -18,6 +18,7 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.backup_report import copy_line
+from flows.lease import instance_lease
 from flows.replicate_report import publish_artifact
 from redis_dr.catalog import Listing
 from redis_dr.copy import CopyOutcome
@@ -92,9 +93,10 @@ def replicate(request: ReplicateRequest) -> ReplicateResult:
     quiet_thread_timeout_note()
     log = get_run_logger()
     try:
-        run = plan(request, log)
-        copy_all(run, log)
-        result = finish(run, log)
+        with instance_lease(request.environment, request.instance):
+            run = plan(request, log)
+            copy_all(run, log)
+            result = finish(run, log)
     except RedisDRError as exc:
         log.error("replication of %s failed: %s", request.instance, exc)
         publish_artifact(request, None, error=str(exc))

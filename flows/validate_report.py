@@ -8,15 +8,16 @@ from redis_dr.validate import BackupCheck, ValidateRequest, summary
 
 
 def artifact_rows(checks: list[BackupCheck]) -> list[dict[str, str]]:
-    """One row per backup and location: location, backup id, created, size, checks, result."""
+    """One row per backup and location: result first (the UI's table is wider than the page), then
+    backup id, location, created, size, checks."""
     return [
         {
-            "location": cell(check.location),
+            "result": "OK" if check.ok else "FAILED: " + "; ".join(check.problems),
             "backup id": cell(check.backup_id),
+            "location": cell(check.location),
             "created": cell(f"{check.created:%Y-%m-%d %H:%M:%S} UTC" if check.created else None),
             "size": cell(human_size(check.raw_size) if check.raw_size is not None else None),
             "checks": cell(", ".join(check.checks)),
-            "result": "OK" if check.ok else "FAILED: " + "; ".join(check.problems),
         }
         for check in checks
     ]

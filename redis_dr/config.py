@@ -132,12 +132,17 @@ Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
 BackupTarget = Annotated[str, AfterValidator(field_check(parse_target))]
 
 
+def place(url: str) -> tuple[str, str, str, str | None]:
+    """What makes two storage URLs the same place, whatever their spelling (options, slashes)."""
+    parsed = StorageLocation.parse(url)
+    return parsed.scheme, parsed.bucket_or_path, parsed.prefix, parsed.options.get("endpoint")
+
+
 def _distinct_locations(urls: list[str]) -> list[str]:
     """Refuse a location named twice (in any spelling): its 'copy' would be the backup itself."""
     seen: dict[tuple[str, str, str, str | None], int] = {}
     for position, url in enumerate(urls, start=1):
-        parsed = StorageLocation.parse(url)
-        location = (parsed.scheme, parsed.bucket_or_path, parsed.prefix, parsed.options.get("endpoint"))
+        location = place(url)
         if location in seen:
             raise ValueError(
                 f"locations {seen[location]} and {position} are the same place ({redact_url(url)}): "

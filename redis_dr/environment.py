@@ -42,6 +42,7 @@ from redis_dr.config import (
     build_request,
     field_check,
     one_line,
+    place,
 )
 from redis_dr.durations import Duration
 from redis_dr.errors import ConfigError, NotFoundError
@@ -274,7 +275,7 @@ class EnvironmentConfig(BaseModel):
         A location without a policy keeps everything and is not pruned; naming one is refused.
         """
         config = self.instance(instance)
-        chosen = [loc for loc in config.storage if storage is None or same_location(loc.url, storage)]
+        chosen = [loc for loc in config.storage if storage is None or place(loc.url) == place(storage)]
         if storage is not None and not chosen:
             raise ConfigError(f"{redact_url(storage)} is not a location of {instance} in {self.environment}")
         located = [(loc.url, self.retention_of(loc)) for loc in chosen]
@@ -316,15 +317,6 @@ class EnvironmentConfig(BaseModel):
         }
         fields.update({k: v for k, v in overrides.items() if v is not None})
         return build_model(ValidateRequest, **fields)
-
-
-def same_location(first: str, second: str) -> bool:
-    """True if two storage URLs name the same place, in any spelling."""
-    try:
-        _distinct_locations([first, second])
-    except ValueError:
-        return True
-    return False
 
 
 def build_model(model: type[M], **fields: object) -> M:

@@ -18,11 +18,11 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from redis_dr.catalog import Listing
-from redis_dr.config import EnvironmentName, InstanceName, StorageUrl
+from redis_dr.config import EnvironmentName, InstanceName, StorageUrl, place
 from redis_dr.durations import Duration, format_duration
 from redis_dr.manifest import Manifest
 from redis_dr.retention import RetentionPolicy, decide
-from redis_dr.storage.location import StorageLocation, redact_url
+from redis_dr.storage.location import redact_url
 from redis_dr.units import human_size
 
 #: The most copies one run makes at once.
@@ -47,12 +47,6 @@ class Destination(BaseModel):
         description="The retention policy of this location. Given: only the backups it would keep are "
         "copied (what its prune removes is not brought back). Empty: every backup is copied.",
     )
-
-
-def place(url: str) -> tuple[str, str, str, str | None]:
-    """What makes two storage URLs the same place, whatever their spelling (options, slashes)."""
-    parsed = StorageLocation.parse(url)
-    return parsed.scheme, parsed.bucket_or_path, parsed.prefix, parsed.options.get("endpoint")
 
 
 class ReplicateRequest(BaseModel):
