@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from redis_dr.errors import TransientError
+from redis_dr.host_lease import HOST_MODE, LEASE_MODE_ENV
 from redis_dr.sandbox.ports import free_port
 from redis_dr.sandbox.processes import stop_process
 
@@ -231,6 +232,21 @@ def _deliver_pending_logs_and_events() -> None:
     EventsWorker.drain_all(timeout=5)
 
 
+@contextlib.contextmanager
+def host_leases() -> Iterator[None]:
+    """Flows keep instances apart with lock files of this host: this API revokes no expired lease,
+    so a lease a killed run held there would stay held (flows/lease.py)."""
+    previous = os.environ.get(LEASE_MODE_ENV)
+    os.environ[LEASE_MODE_ENV] = HOST_MODE
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(LEASE_MODE_ENV, None)
+        else:
+            os.environ[LEASE_MODE_ENV] = previous
+
+
 def start_temporary_api_early() -> TemporaryPrefectApi | None:
     """Start the temporary API now, when `prefect_api()` would start one, so that its start-up
     overlaps work done before the flow runs; hand it to `prefect_api(started=...)`, which stops it."""
@@ -271,7 +287,10 @@ def prefect_api(started: TemporaryPrefectApi | None = None) -> Iterator[None]:
         if server is None:
             server = TemporaryPrefectApi()
         # No "View at <UI link>" lines: this server has no UI and is gone when we exit.
-        with temporary_settings(updates={PREFECT_API_URL: server.wait_ready(), PREFECT_UI_URL: ""}):
+        with (
+            temporary_settings(updates={PREFECT_API_URL: server.wait_ready(), PREFECT_UI_URL: ""}),
+            host_leases(),
+        ):
             try:
                 yield
             finally:

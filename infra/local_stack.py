@@ -34,14 +34,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-STACK = ROOT / ".stack"
+#: Where everything lives, the UI's port and the demo's size (the tests use another dir and port).
+STACK = Path(os.environ.get("REDIS_DR_STACK_DIR") or ROOT / ".stack").absolute()
+UI_PORT = int(os.environ.get("REDIS_DR_STACK_PORT") or 4200)
+SESSIONS = int(os.environ.get("REDIS_DR_STACK_SESSIONS") or 20_000)
 STATE = STACK / "stack.json"
 SUPERVISOR_LOG = STACK / "supervisor.log"
-UI_PORT = 4200
 API_URL = f"http://127.0.0.1:{UI_PORT}/api"
 POOL = "redis-dr-local"
 BUCKET = "redis-dr-local"
-SESSIONS = 20_000
 READY_SECONDS = 180.0
 
 ENVIRONMENT = """\

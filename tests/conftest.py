@@ -9,6 +9,12 @@ from cli.prefect_runtime import quiet_prefect_console
 
 # Retry backoff in seconds for tasks; read when tasks.policy is first imported.
 os.environ.setdefault("REDIS_DR_RETRY_DELAY", "0.2")
+# A run waiting for another run of its instance gives up after 2 minutes, not hours.
+os.environ.setdefault("REDIS_DR_LEASE_WAIT", "120")
+# Runs keep instances apart with lock files of this host, as on the terminal's temporary API:
+# the test harness's API runs no service that would revoke the lease of a run a test killed.
+# The tests of the server's leases (a real `prefect server start`) ask for them.
+os.environ.setdefault("REDIS_DR_LEASE", "host")
 # Prefect configured as the CLI configures it in a terminal (before anything imports it).
 quiet_prefect_console()
 

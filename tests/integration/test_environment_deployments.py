@@ -76,7 +76,8 @@ def worker(prefect_server: PrefectServer, registered: Any) -> Iterator[None]:
     """`prefect worker start` polling the environment's work pool."""
     process = prefect_server.spawn(
         [str(Path(sys.executable).with_name("prefect")), "worker", "start", "--pool", POOL,
-         "--type", "process", "--prefetch-seconds", "1", "--install-policy", "never"]
+         "--type", "process", "--prefetch-seconds", "1", "--install-policy", "never"],
+        REDIS_DR_LEASE="server",  # the server's leases, as in production
     )  # fmt: skip
     try:
         yield

@@ -30,6 +30,12 @@ def take(environment: str, instance: str) -> str:
         return context.flow_run.name
 
 
+@pytest.fixture(autouse=True)
+def server_leases(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are of the Prefect server's leases (the other tests use this host's)."""
+    monkeypatch.setenv("REDIS_DR_LEASE", "server")
+
+
 @pytest.fixture
 def held_lease(prefect_harness: None) -> Iterator[threading.Event]:
     """qa/sessions held by a running flow run in another thread until the test ends."""
