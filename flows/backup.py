@@ -13,11 +13,9 @@ would have to be repeated for every flow and every way Prefect loads one.
 """
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.context import FlowRunContext
 from prefect.states import Failed
 
 from flows.backup_report import (
@@ -28,10 +26,11 @@ from flows.backup_report import (
     snapshot_line,
 )
 from flows.lease import instance_lease
+from flows.run_names import run_name_for
 from redis_dr.catalog import Reservation
 from redis_dr.config import BackupRequest
 from redis_dr.errors import RedisDRError
-from redis_dr.manifest import BACKUP_ID_FORMAT, Manifest
+from redis_dr.manifest import Manifest
 from tasks.backup import (
     allocate_backup_id,
     check_redis,
@@ -45,15 +44,7 @@ from tasks.run_logs import one_line_errors
 RunLog = logging.Logger | logging.LoggerAdapter[Any]
 
 
-def run_name() -> str:
-    """`backup-<instance>-<UTC start, as a backup id>`: runs of one instance told apart at a glance."""
-    context = FlowRunContext.get()
-    request: Any = (context.parameters or {}).get("request") if context else None
-    instance = request.get("instance") if isinstance(request, dict) else getattr(request, "instance", None)
-    return f"backup-{instance or 'redis'}-{datetime.now(UTC).strftime(BACKUP_ID_FORMAT)}"
-
-
-@flow(name="redis-backup", flow_run_name=run_name, validate_parameters=True)
+@flow(name="redis-backup", flow_run_name=run_name_for("backup"), validate_parameters=True)
 def backup(request: BackupRequest) -> Manifest:
     """Back up one Redis instance to its primary storage location, then copy it to every other.
 

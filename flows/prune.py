@@ -13,13 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.context import FlowRunContext
 from prefect.states import Failed
 
 from flows.lease import instance_lease
 from flows.prune_report import publish_artifact, summary_line
+from flows.run_names import run_name_for
 from redis_dr.errors import RedisDRError
-from redis_dr.manifest import BACKUP_ID_FORMAT
 from redis_dr.prune import LocationOutcome, PruneOutcome, PruneRequest
 from redis_dr.storage.location import redact_url
 from tasks.prune import apply_task, plan_task
@@ -28,15 +27,7 @@ from tasks.run_logs import one_line_errors
 RunLog = logging.Logger | logging.LoggerAdapter[Any]
 
 
-def run_name() -> str:
-    """`prune-<instance>-<UTC start, as a backup id>`."""
-    context = FlowRunContext.get()
-    request: Any = (context.parameters or {}).get("request") if context else None
-    instance = request.get("instance") if isinstance(request, dict) else getattr(request, "instance", None)
-    return f"prune-{instance or 'redis'}-{datetime.now(UTC).strftime(BACKUP_ID_FORMAT)}"
-
-
-@flow(name="redis-prune", flow_run_name=run_name, validate_parameters=True)
+@flow(name="redis-prune", flow_run_name=run_name_for("prune"), validate_parameters=True)
 def prune(request: PruneRequest) -> PruneOutcome:
     """Prune every location of the instance with its own policy (a dry run unless `apply`)."""
     one_line_errors()

@@ -13,17 +13,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.context import FlowRunContext
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.backup_report import copy_line
 from flows.lease import instance_lease
 from flows.replicate_report import publish_artifact
+from flows.run_names import run_name_for
 from redis_dr.catalog import Listing
 from redis_dr.copy import CopyOutcome
 from redis_dr.errors import IntegrityError, PermanentError, RedisDRError
-from redis_dr.manifest import BACKUP_ID_FORMAT
 from redis_dr.replicate import (
     DestinationResult,
     ReplicateRequest,
@@ -65,14 +64,6 @@ def quiet_thread_timeout_note() -> None:
         logger.addFilter(ThreadTimeoutNoteAtDebug())
 
 
-def run_name() -> str:
-    """`replicate-<instance>-<UTC start, as a backup id>`."""
-    context = FlowRunContext.get()
-    request: Any = (context.parameters or {}).get("request") if context else None
-    instance = request.get("instance") if isinstance(request, dict) else getattr(request, "instance", None)
-    return f"replicate-{instance or 'redis'}-{datetime.now(UTC).strftime(BACKUP_ID_FORMAT)}"
-
-
 @dataclass
 class Replication:
     """One run's state: the source's listing, each destination's listing and plan, the errors met."""
@@ -86,7 +77,7 @@ class Replication:
     errors: list[RedisDRError] = field(default_factory=list)
 
 
-@flow(name="redis-replicate", flow_run_name=run_name, validate_parameters=True)
+@flow(name="redis-replicate", flow_run_name=run_name_for("replicate"), validate_parameters=True)
 def replicate(request: ReplicateRequest) -> ReplicateResult:
     """Copy the backups each destination lacks; report copies, bytes and lag per destination."""
     one_line_errors()

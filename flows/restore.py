@@ -8,7 +8,6 @@ flows/backup.py).
 """
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -21,8 +20,8 @@ from pydantic import Field
 
 from flows.lease import instance_lease
 from flows.restore_report import RestoreOutcome, RestoreRun, phase_lines, publish_artifact, verification_lines
+from flows.run_names import run_name_for
 from redis_dr.errors import RedisDRError, RefusedError
-from redis_dr.manifest import BACKUP_ID_FORMAT
 from redis_dr.platforms.base import aside_dir, check_tag
 from redis_dr.redis.connection import redact_redis_url
 from redis_dr.restore.placement import Placement
@@ -58,15 +57,7 @@ class RestoreApproval(RunInput):
     note: str = Field(default="", description="Who approves, and why (kept in the run's log).")
 
 
-def run_name() -> str:
-    """`restore-<instance>-<UTC start>`."""
-    context = FlowRunContext.get()
-    request: Any = (context.parameters or {}).get("request") if context else None
-    instance = request.get("instance") if isinstance(request, dict) else getattr(request, "instance", None)
-    return f"restore-{instance or 'redis'}-{datetime.now(UTC).strftime(BACKUP_ID_FORMAT)}"
-
-
-@flow(name="redis-restore", flow_run_name=run_name, validate_parameters=True)
+@flow(name="redis-restore", flow_run_name=run_name_for("restore"), validate_parameters=True)
 def restore(request: RestoreRequest, approved: bool = False, tag: str | None = None) -> RestoreOutcome:
     """Restore a backup into a target, verified; a failure leaves the target as it was.
 

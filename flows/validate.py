@@ -7,17 +7,15 @@ the artifact is a table of every backup checked. No postponed annotations here
 (see flows/backup.py).
 """
 
-from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.context import FlowRunContext
 from prefect.states import Failed
 
 from flows.lease import instance_lease
+from flows.run_names import run_name_for
 from flows.validate_report import publish_artifact
 from redis_dr.errors import IntegrityError, RedisDRError
-from redis_dr.manifest import BACKUP_ID_FORMAT
 from redis_dr.storage.location import redact_url
 from redis_dr.validate import (
     NO_BACKUP,
@@ -32,15 +30,7 @@ from tasks.run_logs import one_line_errors
 from tasks.validate import select_to_validate, validate_backup
 
 
-def run_name() -> str:
-    """`validate-<instance>-<UTC start, as a backup id>`."""
-    context = FlowRunContext.get()
-    request: Any = (context.parameters or {}).get("request") if context else None
-    instance = request.get("instance") if isinstance(request, dict) else getattr(request, "instance", None)
-    return f"validate-{instance or 'redis'}-{datetime.now(UTC).strftime(BACKUP_ID_FORMAT)}"
-
-
-@flow(name="redis-validate", flow_run_name=run_name, validate_parameters=True)
+@flow(name="redis-validate", flow_run_name=run_name_for("validate"), validate_parameters=True)
 def validate(request: ValidateRequest) -> ValidateResult:
     """Validate the selected backup and a random sample of older ones in every location.
 
