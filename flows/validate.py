@@ -83,7 +83,7 @@ def validate_locations(request: ValidateRequest, log: Any) -> tuple[list[BackupC
         )  # fmt: skip
         for manifest in selection.manifests:
             try:
-                check = validate_backup(url, manifest)
+                check = validate_backup(url, manifest, request.age_identity)
             except RedisDRError as exc:
                 errors.append(exc)
                 check = BackupCheck(

@@ -45,7 +45,7 @@ from redis_dr.config import (
     place,
 )
 from redis_dr.durations import Duration
-from redis_dr.errors import ConfigError, NotFoundError
+from redis_dr.errors import AccessDeniedError, ConfigError, NotFoundError
 from redis_dr.manifest import BackupKind
 from redis_dr.pipeline import Compression
 from redis_dr.platforms.open import TargetSettings
@@ -192,6 +192,8 @@ class InstanceConfig(BaseModel):
     compression: Compression = Compression.ZSTD
     encrypt_to: list[str] = Field(default_factory=list)
     password: SecretRef | None = None
+    #: Where the age identity of encrypted backups comes from (restores and validation).
+    age_identity: SecretRef | None = None
     dump_path: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     #: Where the instance runs, for restores and file-level backups: local://, docker://, compose://
@@ -223,7 +225,7 @@ class EnvironmentConfig(BaseModel):
     retention: RetentionPolicy | None = None
     replication: ReplicationSettings = Field(default_factory=ReplicationSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
-    instances: dict[str, InstanceConfig]
+    instances: dict[str, InstanceConfig] = Field(min_length=1)
 
     def instance(self, name: str) -> InstanceConfig:
         """One named instance; NotFoundError listing the known ones."""
@@ -239,7 +241,7 @@ class EnvironmentConfig(BaseModel):
     def backup_request(self, instance: str, **overrides: object) -> BackupRequest:
         """The backup request for one named instance, with optional overrides."""
         config = self.instance(instance)
-        fields = config.model_dump(exclude_none=True, exclude={"storage"})
+        fields = config.model_dump(exclude_none=True, exclude={"storage", "age_identity"})
         fields["storage"] = config.urls
         if config.target is not None and "://" in config.target and not config.has_files:
             fields.pop("target")
@@ -258,6 +260,7 @@ class EnvironmentConfig(BaseModel):
             # Without a target, the live server is restored by replay; with one, the target tells.
             "redis_url": config.redis_url if config.target is None else None,
             "password": config.password,
+            "age_identity": config.age_identity,
             "environment": self.environment,
             "protected": self.protected,
         }
@@ -314,6 +317,7 @@ class EnvironmentConfig(BaseModel):
             "environment": self.environment,
             "storage": config.urls if self.validation.all_locations else config.urls[:1],
             "sample": self.validation.sample,
+            "age_identity": config.age_identity,
         }
         fields.update({k: v for k, v in overrides.items() if v is not None})
         return build_model(ValidateRequest, **fields)
@@ -336,6 +340,10 @@ def load_environment(path: str | os.PathLike[str]) -> EnvironmentConfig:
         raise NotFoundError(f"environment file {file} does not exist") from None
     except IsADirectoryError:
         raise ConfigError(f"environment file {file} is a directory: name a YAML file") from None
+    except PermissionError:
+        raise AccessDeniedError(f"environment file {file} cannot be read: permission denied") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"environment file {file} is not text (UTF-8 YAML): name the YAML file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"environment file {file} is not valid YAML: {one_line_yaml(exc)}") from None
     if not isinstance(data, dict):

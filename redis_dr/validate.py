@@ -21,7 +21,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from redis_dr.catalog import Catalog, parse_timestamp
-from redis_dr.config import EnvironmentName, InstanceName, StorageList, field_check
+from redis_dr.config import EnvironmentName, InstanceName, SecretRef, StorageList, field_check
 from redis_dr.errors import AccessDeniedError, IntegrityError, NotFoundError, RedisDRError, TransientError
 from redis_dr.manifest import BACKUP_ID_PATTERN, Manifest, backup_id_for
 from redis_dr.restore.source import PRE_RESTORE_LABEL
@@ -71,6 +71,11 @@ class ValidateRequest(BaseModel):
         le=MAX_SAMPLE,
         description="How many random older complete backups to validate as well, in each location "
         f"(0-{MAX_SAMPLE}).",
+    )
+    age_identity: SecretRef | None = Field(
+        default=None,
+        description="Where the age identity of encrypted backups comes from (env or Prefect Secret "
+        "block). Empty: REDIS_DR_AGE_IDENTITY.",
     )
 
 

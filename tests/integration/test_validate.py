@@ -18,7 +18,7 @@ from prefect.artifacts import Artifact
 
 from redis_dr.backup import commit_backup, store_snapshot
 from redis_dr.catalog import Catalog
-from redis_dr.config import AGE_IDENTITY_ENV, build_request
+from redis_dr.config import AGE_IDENTITY_ENV, SecretRef, build_request
 from redis_dr.errors import ConfigError
 from redis_dr.fetch import identities_from_env, read_file
 from redis_dr.manifest import Manifest
@@ -345,3 +345,9 @@ def test_a_run_without_the_age_key_fails_with_one_line_and_exit_code_2(
         f"{encrypted.id} is encrypted: set {AGE_IDENTITY_ENV} to the age identity (or the path of "
         "its key file) of one of its recipients"
     )
+    # The identity named by the request (an environment variable or a Prefect Secret block) is used.
+    monkeypatch.setenv("SESSIONS_AGE_KEY", str(key))
+    result = validate_flow(
+        ValidateRequest(instance=INSTANCE, storage=[url], age_identity=SecretRef(env="SESSIONS_AGE_KEY"))
+    )
+    assert [check.ok for check in result.checks] == [True]
