@@ -21,8 +21,10 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 from redis_dr.errors import ConfigError
 
 _UNITS: dict[str, int] = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_PATTERN = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_PATTERN = re.compile(r"^(?:(\d{1,12})w)?(?:(\d{1,12})d)?(?:(\d{1,12})h)?(?:(\d{1,12})m)?(?:(\d{1,12})s)?$")
 SYNTAX = "a number and a unit, largest unit first, e.g. 30d, 12h, 90m, 1d12h (units w, d, h, m = minutes, s)"
+#: The longest duration accepted: a century (longer ones overflow date arithmetic, and mean a typo).
+MAX_DURATION = timedelta(days=36500)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -32,6 +34,8 @@ def parse_duration(text: str) -> timedelta:
         raise ConfigError(f"duration {text!r} is not understood: write {SYNTAX}")
     counts = zip(match.groups(), _UNITS, strict=True)
     seconds = sum(int(count) * _UNITS[unit] for count, unit in counts if count)
+    if seconds > MAX_DURATION.total_seconds():
+        raise ConfigError(f"duration {text!r} is too long: at most {MAX_DURATION.days}d (100 years)")
     return timedelta(seconds=seconds)
 
 
@@ -39,6 +43,8 @@ def format_duration(value: timedelta) -> str:
     """timedelta(days=1, hours=12) -> '1d12h'; zero is '0s'. Weeks are written as days."""
     if value < timedelta(0) or value.microseconds:
         raise ConfigError(f"duration {value} cannot be written: use whole seconds, not negative")
+    if value > MAX_DURATION:
+        raise ConfigError(f"duration {value} is too long: at most {MAX_DURATION.days}d (100 years)")
     remaining = int(value.total_seconds())
     parts: list[str] = []
     for unit in ("d", "h", "m", "s"):

@@ -90,7 +90,8 @@ class Orphan(BaseModel):
     """A backup id with objects but no manifest."""
 
     backup_id: str = Field(description="The id the objects are stored under.")
-    keys: list[str] = Field(description="Its objects' keys, when the plan was made.")
+    #: Not named `keys`: Prefect walks task results with dict(model), which would call it.
+    object_keys: list[str] = Field(description="Its objects' keys, when the plan was made.")
     last_written: datetime | None = Field(
         description="The newest of its objects' times and its reservation's (None: not known)."
     )
@@ -188,7 +189,7 @@ def plan_prune(
             continue  # gone, or committed since the listing: not an orphan
         orphan = Orphan(
             backup_id=backup_id,
-            keys=[info.key for info in objects],
+            object_keys=[info.key for info in objects],
             last_written=_last_written(catalog, backup_id, objects),
         )
         recent = orphan.last_written is None or orphan.last_written >= cutoff

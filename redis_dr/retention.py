@@ -100,6 +100,15 @@ class RetentionPolicy(BaseModel):
         "this long, measured from now, e.g. 7d.",
     )
 
+    @field_validator("keep_within")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError(
+                "keep-within 0s keeps nothing but the newest backup: give a positive duration such as 30d"
+            )
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _check_timezone(cls, value: str | None) -> str | None:

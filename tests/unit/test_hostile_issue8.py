@@ -1,0 +1,89 @@
+"""Hostile input against the issue-8 work (retention, durations, environment files, prune plans):
+each bad value is one clear ConfigError naming it, never an unexpected exception."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prefect.utilities.collections import visit_collection
+from pydantic import ValidationError
+
+from redis_dr.durations import parse_duration
+from redis_dr.environment import load_environment
+from redis_dr.errors import AccessDeniedError, ConfigError
+from redis_dr.prune import Orphan, PrunePlan
+from redis_dr.retention import RetentionPolicy, decide
+from tests.fixtures.unprivileged import as_nobody, shared_dir  # noqa: F401  (fixture)
+from tests.manifests import manifest_for
+
+VALID_ENVIRONMENT = "environment: x\ninstances:\n  s:\n    storage: file:///tmp/hostile-unused\n"
+
+
+@pytest.mark.parametrize("text", ["99999999999999999999d", "9999999999999d", "36501d", "1" * 5000 + "s"])
+def test_a_huge_duration_is_refused_in_one_line_not_an_overflow(text: str) -> None:
+    with pytest.raises(ConfigError, match="duration"):
+        parse_duration(text)
+
+
+def test_the_longest_duration_accepted_still_works_in_a_retention_decision() -> None:
+    manifests = [manifest_for(f"2026011{day}T120000Z", b"x", instance="s") for day in range(3)]
+    policy = RetentionPolicy(keep_within=parse_duration("36500d"))
+    assert all(decision.keep for decision in decide(manifests, policy, datetime.now(UTC)))
+
+
+def test_a_huge_keep_within_in_a_policy_is_a_validation_error() -> None:
+    with pytest.raises(ValidationError, match="too long"):
+        RetentionPolicy.model_validate({"keep_within": "999999d"})
+
+
+@pytest.mark.parametrize("text", ["0d", "0s", "0w0d"])
+def test_a_zero_keep_within_is_refused_it_would_keep_nothing(text: str) -> None:
+    with pytest.raises(ValidationError, match="positive duration"):
+        RetentionPolicy.model_validate({"keep_within": text})
+
+
+def test_a_binary_environment_file_is_one_config_error(tmp_path: Path) -> None:
+    file = tmp_path / "env.yaml"
+    file.write_bytes(b"\xff\xfe\x00\x82junk")
+    with pytest.raises(ConfigError, match="is not text"):
+        load_environment(file)
+
+
+def test_an_environment_file_without_instances_is_refused(tmp_path: Path) -> None:
+    """An empty instances mapping would make `deploy` remove every deployment of the environment."""
+    file = tmp_path / "env.yaml"
+    file.write_text("environment: production\ninstances: {}\n")
+    with pytest.raises(ConfigError, match="instances"):
+        load_environment(file)
+
+
+def test_an_unreadable_environment_file_is_access_denied(shared_dir: Path) -> None:  # noqa: F811
+    file = shared_dir / "env.yaml"
+    file.write_text(VALID_ENVIRONMENT)
+    os.chmod(file, 0o600)
+    answer = as_nobody(lambda: load_environment(file))
+    assert answer.get("error") == AccessDeniedError.__name__, answer
+    assert "permission denied" in str(answer["message"])
+
+
+def test_a_plan_with_orphans_survives_prefects_walk_of_task_results() -> None:
+    """Prefect walks a task's result and parameters with dict(model): a field named `keys` broke it."""
+    orphan = Orphan(
+        backup_id="20260110T120000Z", object_keys=["s/20260110T120000Z/dump.rdb"], last_written=None
+    )
+    plan = PrunePlan(
+        location="file:///tmp/x",
+        instance="s",
+        policy=RetentionPolicy(keep_last=1),
+        planned_at=datetime.now(UTC),
+        orphan_grace=timedelta(days=1),
+        decisions=[],
+        orphans=[orphan],
+        in_progress=[orphan],
+        stale_uploads=[],
+    )
+    walked = visit_collection(plan, visit_fn=lambda item: item, return_data=True)
+    assert walked == plan
