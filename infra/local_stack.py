@@ -19,6 +19,7 @@ binds 127.0.0.1; everything lives under .stack/ (removed by `down --purge`).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import signal
@@ -39,6 +40,10 @@ STACK = Path(os.environ.get("REDIS_DR_STACK_DIR") or ROOT / ".stack").absolute()
 UI_PORT = int(os.environ.get("REDIS_DR_STACK_PORT") or 4200)
 SESSIONS = int(os.environ.get("REDIS_DR_STACK_SESSIONS") or 20_000)
 STATE = STACK / "stack.json"
+#: Held by `up` and then by its supervisor for the stack's whole life: one stack per directory.
+LOCK = STACK / "stack.lock"
+#: The supervisor's pid, written as soon as it starts (stack.json comes only once it is ready).
+PID_FILE = STACK / "supervisor.pid"
 SUPERVISOR_LOG = STACK / "supervisor.log"
 API_URL = f"http://127.0.0.1:{UI_PORT}/api"
 POOL = "redis-dr-local"
@@ -156,7 +161,8 @@ def supervise() -> None:
                         "s3": s3.endpoint,
                         "backups": str(STACK / "backups"),
                         "env_file": str(env_file),
-                        "children": [child.pid for child in children],
+                        # SeaweedFS too: its directory is not under .stack/, so `down` finds it only here.
+                        "children": [child.pid for child in children] + _pid_of(s3),
                     },
                     indent=2,
                 )
@@ -170,6 +176,11 @@ def supervise() -> None:
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
+
+
+def _pid_of(server: Any) -> list[int]:
+    process = getattr(server, "_process", None)
+    return [process.pid] if process is not None else []
 
 
 def _wait_for_api(server: subprocess.Popen[bytes], stop: threading.Event) -> None:
@@ -203,21 +214,30 @@ def stack_processes() -> list[int]:
 
 def up() -> int:
     """Start the supervisor in the background and wait until the stack is ready."""
-    if STATE.exists() and _alive(_state().get("supervisor")):
+    if STATE.exists() and _supervisor(_state().get("supervisor")):
         _say(f"the local stack is already up: open {_state()['ui']} ('make down' stops it)")
         return 0
-    if _healthy(f"{API_URL}/health"):
-        _say(
-            f"something already answers on 127.0.0.1:{UI_PORT}: stop it first (the stack's UI uses that port)"
-        )
+    STACK.mkdir(parents=True, exist_ok=True)
+    lock = _claim()
+    if lock is None:
+        _say("the local stack is starting already (another 'make up'?): wait for it, or 'make down' stops it")
         return 1
-    STACK.mkdir(exist_ok=True)
-    STATE.unlink(missing_ok=True)
-    with SUPERVISOR_LOG.open("ab") as log:
-        supervisor = subprocess.Popen(
-            [sys.executable, __file__, "supervise"], stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
-        )  # fmt: skip
+    try:
+        if _healthy(f"{API_URL}/health"):
+            _say(
+                f"something already answers on 127.0.0.1:{UI_PORT}: stop it first "
+                "(the stack's UI uses that port)"
+            )
+            return 1
+        STATE.unlink(missing_ok=True)
+        with SUPERVISOR_LOG.open("ab") as log:
+            supervisor = subprocess.Popen(
+                [sys.executable, __file__, "supervise"], stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT, pass_fds=(lock,),
+            )  # fmt: skip
+        PID_FILE.write_text(str(supervisor.pid))
+    finally:
+        os.close(lock)  # the supervisor holds the lock from here on (it inherited it)
     deadline = time.monotonic() + READY_SECONDS
     while not STATE.exists():
         if supervisor.poll() is not None or time.monotonic() > deadline:
@@ -242,8 +262,8 @@ then "Quick run" (or "Custom run" to fill the form), and read the run's Artifact
 def down(purge: bool) -> int:
     """Stop the supervisor (it stops every part) and wait until no process of the stack is left."""
     state = _state() if STATE.exists() else {}
-    pid = state.get("supervisor")
-    if not _alive(pid):
+    pid = _supervisor(state.get("supervisor")) or _supervisor(_pid_file())
+    if pid is None:
         _say("the local stack is not running")
     else:
         os.kill(pid, signal.SIGTERM)
@@ -258,12 +278,43 @@ def down(purge: bool) -> int:
         _say(f"stopping process {pid}, left behind")
         os.kill(pid, signal.SIGKILL)
     STATE.unlink(missing_ok=True)
+    PID_FILE.unlink(missing_ok=True)
     if purge:
         import shutil
 
         shutil.rmtree(STACK, ignore_errors=True)
         _say(f"removed {STACK}")
     return 0
+
+
+def _claim() -> int | None:
+    """The stack's lock (a descriptor), or None when another `up` or a running supervisor holds it."""
+    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _supervisor(pid: object) -> int | None:
+    """`pid` if it is a live supervisor of this stack (not a process that reused a dead one's pid)."""
+    if not isinstance(pid, int) or not _alive(pid):
+        return None
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return pid if b"supervise" in argv and any(arg.endswith(b"local_stack.py") for arg in argv) else None
+
+
+def _pid_file() -> int | None:
+    """The supervisor's pid from its pid file (a stack still starting has no stack.json yet)."""
+    try:
+        return int(PID_FILE.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _state() -> dict[str, Any]:

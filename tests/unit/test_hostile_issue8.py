@@ -16,7 +16,7 @@ from redis_dr.environment import load_environment
 from redis_dr.errors import AccessDeniedError, ConfigError
 from redis_dr.prune import Orphan, PrunePlan
 from redis_dr.retention import RetentionPolicy, decide
-from tests.fixtures.unprivileged import as_nobody, shared_dir  # noqa: F401  (fixture)
+from tests.fixtures.unprivileged import as_nobody
 from tests.manifests import manifest_for
 
 VALID_ENVIRONMENT = "environment: x\ninstances:\n  s:\n    storage: file:///tmp/hostile-unused\n"
@@ -60,7 +60,7 @@ def test_an_environment_file_without_instances_is_refused(tmp_path: Path) -> Non
         load_environment(file)
 
 
-def test_an_unreadable_environment_file_is_access_denied(shared_dir: Path) -> None:  # noqa: F811
+def test_an_unreadable_environment_file_is_access_denied(shared_dir: Path) -> None:
     file = shared_dir / "env.yaml"
     file.write_text(VALID_ENVIRONMENT)
     os.chmod(file, 0o600)

@@ -1,0 +1,108 @@
+"""Hostile use of the issue-8 work through its real entry points: a prune while a backup is in
+progress, and the local stack started twice at once or stopped while it starts."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from redis_dr.catalog import Catalog
+from redis_dr.storage.file import FileStorage
+from tests.fixtures.prefect_server import ROOT
+from tests.integration.cli import run_cli
+from tests.integration.test_prune import INSTANCE, store_backup, store_uncommitted
+
+pytestmark = pytest.mark.integration
+
+STACK_SCRIPT = ROOT / "infra" / "local_stack.py"
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_prune_while_a_backup_is_in_progress_leaves_it_and_removes_the_old_orphan(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Data without a manifest used to crash the flow ('list' object is not callable) whatever its age."""
+    store = FileStorage(f"{tmp_path}/store")
+    now = datetime.now(UTC)
+    kept = store_backup(store, now - timedelta(hours=1))
+    old = store_uncommitted(store, now - timedelta(days=3), reserved_at=now - timedelta(days=3))
+    live = store_uncommitted(store, now - timedelta(minutes=1))
+    days_ago = (now - timedelta(days=3)).timestamp()
+    for path in Path(tmp_path, "store", INSTANCE, old).iterdir():  # nothing written to it for days
+        os.utime(path, (days_ago, days_ago))
+    args = ["prune", "--storage", store.url, "--instance", INSTANCE, "--keep-last", "1"]
+
+    code, out, err = run_cli(capsys, *args, "--json")
+    assert code == 0, err
+    rows = {(row["kind"], row["backup_id"]): row["action"] for row in json.loads(out)}
+    assert rows == {("backup", kept.id): "keep", ("orphan", old): "remove", ("in-progress", live): "keep"}
+
+    code, out, err = run_cli(capsys, *args, "--apply", "--json")
+    assert code == 0, err
+    backup_ids = set(Catalog(store, INSTANCE).backup_ids())
+    assert backup_ids == {kept.id, live}
+
+
+def stack(command: str, directory: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(REDIS_DR_STACK_DIR=str(directory), REDIS_DR_STACK_PORT="1", REDIS_DR_STACK_SESSIONS="10")
+    return subprocess.run(
+        [sys.executable, str(STACK_SCRIPT), command], env=env, capture_output=True, text=True, timeout=120,
+        stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+
+
+def test_a_second_up_while_the_stack_starts_starts_nothing(tmp_path: Path) -> None:
+    """Two `make up` at once used to start two supervisors sharing one directory and port; `down` then
+    stopped one of them only."""
+    fd = os.open(tmp_path / "stack.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a starting supervisor holds
+        up = stack("up", tmp_path)
+    finally:
+        os.close(fd)
+    assert up.returncode == 1, up.stdout + up.stderr
+    assert "starting already" in up.stdout
+    assert not (tmp_path / "supervisor.log").exists()
+    assert not (tmp_path / "supervisor.pid").exists()
+
+
+def test_down_while_the_stack_starts_stops_its_supervisor(tmp_path: Path) -> None:
+    """A stack still starting has no stack.json yet: `down` used to say 'not running' and leave it."""
+    fake = tmp_path / "bin" / "local_stack.py"
+    fake.parent.mkdir()
+    fake.write_text("import time\nwhile True:\n    time.sleep(1)\n")
+    supervisor = subprocess.Popen([sys.executable, str(fake), "supervise"], stdin=subprocess.DEVNULL)
+    try:
+        (tmp_path / "supervisor.pid").write_text(str(supervisor.pid))
+        down = stack("down", tmp_path)
+        assert down.returncode == 0, down.stderr
+        assert "the local stack is down" in down.stdout
+        assert supervisor.wait(timeout=60) is not None
+        assert not (tmp_path / "supervisor.pid").exists()
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+
+
+def test_down_leaves_a_process_that_reused_a_dead_supervisors_pid_alone(tmp_path: Path) -> None:
+    stranger = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)"], stdin=subprocess.DEVNULL
+    )
+    try:
+        (tmp_path / "supervisor.pid").write_text(str(stranger.pid))
+        down = stack("down", tmp_path)
+        assert down.returncode == 0, down.stderr
+        assert "not running" in down.stdout
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
