@@ -10,7 +10,7 @@ from cli.output import print_table, say
 from cli.prefect_runtime import check_api_answers, quiet_prefect_console
 from redis_dr.deployment_plan import DeploymentSpec, deployment_specs
 from redis_dr.environment import load_environment
-from redis_dr.errors import ConfigError
+from redis_dr.errors import ConfigError, TransientError
 
 
 def register(sub: Any) -> None:
@@ -45,7 +45,14 @@ def run(args: argparse.Namespace) -> int:
             "deploy registers with a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api), "
             "or pass --dry-run to see what would be registered"
         )
-    check_api_answers(api_url)
+    try:
+        check_api_answers(api_url)
+    except TransientError as exc:  # its hint (run without a server) does not apply to deploy
+        unanswered = str(exc).split(": start it", 1)[0]
+        raise TransientError(
+            f"{unanswered}: deploy registers with a running Prefect server: start it "
+            "(prefect server start), or pass --dry-run to see what would be registered"
+        ) from None
     from flows.deploy import register as register_deployments
 
     registered = register_deployments(environment)

@@ -22,7 +22,7 @@ from flows.replicate_report import publish_artifact
 from flows.run_names import run_name_for
 from redis_dr.catalog import Listing
 from redis_dr.copy import CopyOutcome
-from redis_dr.errors import IntegrityError, PermanentError, RedisDRError
+from redis_dr.errors import IntegrityError, NotFoundError, PermanentError, RedisDRError
 from redis_dr.replicate import (
     DestinationResult,
     ReplicateRequest,
@@ -111,6 +111,11 @@ def plan(request: ReplicateRequest, log: RunLog) -> Replication:
              request.instance)  # fmt: skip
     for problem in source.unreadable:
         log.error("unreadable at the source, not copied: %s", problem)
+    if not source.manifests and not source.unreadable:  # a mistyped --storage or --instance, or no backup yet
+        raise NotFoundError(
+            f"no backups of instance {request.instance} in {redact_url(request.source)}: nothing to "
+            "replicate (check the source location and the instance name)"
+        )
     run = Replication(
         request=request,
         source=source,

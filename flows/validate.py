@@ -69,7 +69,12 @@ def validate_locations(request: ValidateRequest, log: Any) -> tuple[list[BackupC
             log.error("%s: cannot choose the backups to validate: %s", location, exc)
             errors.append(exc)
             checks.append(
-                BackupCheck(backup_id=NO_BACKUP, location=location, ok=False, problems=[f"{location}: {exc}"])
+                BackupCheck(
+                    backup_id=NO_BACKUP,
+                    location=location,
+                    ok=False,
+                    problems=[f"cannot choose the backups to validate: {exc}"],
+                )
             )
             continue
         for unreadable in selection.unreadable:

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from redis_dr.catalog import Catalog
+from redis_dr.errors import NotFoundError, TransientError
+from redis_dr.sandbox.ports import free_port
 from redis_dr.storage.file import FileStorage
 from tests.fixtures.prefect_server import ROOT
-from tests.integration.cli import run_cli
+from tests.integration.cli import assert_one_clear_error, run_cli
 from tests.integration.test_prune import INSTANCE, store_backup, store_uncommitted
 
 pytestmark = pytest.mark.integration
@@ -106,3 +108,51 @@ def test_down_leaves_a_process_that_reused_a_dead_supervisors_pid_alone(tmp_path
     finally:
         stranger.kill()
         stranger.wait()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_replicating_from_a_location_without_backups_fails_naming_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A mistyped --storage or --instance used to report success: 'copied 0 backup(s) ... lag 0s'."""
+    source, destination = f"file://{tmp_path}/typo", f"file://{tmp_path}/copy"
+    code, out, err = run_cli(
+        capsys, "replicate", "--storage", source, "--to", destination, "--instance", INSTANCE
+    )
+    assert code == NotFoundError.exit_code, err
+    assert_one_clear_error(err, f"no backups of instance {INSTANCE} in {source}", "nothing to replicate")
+    assert out == ""
+    assert not Path(tmp_path, "copy").exists()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_validating_an_unknown_backup_names_the_location_once_per_part(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store = FileStorage(f"{tmp_path}/store")
+    store_backup(store, datetime.now(UTC))
+    unknown = "20991231T000000Z"
+    args = ["validate", "--storage", store.url, "--instance", INSTANCE, "--backup", unknown]
+    code, out, err = run_cli(capsys, *args)
+    assert code == NotFoundError.exit_code, err
+    line = assert_one_clear_error(err, f"no backup {unknown}")
+    assert line.count(store.url) == 2, line  # the summary's location, and the error's (was 3)
+    assert (
+        out.strip()
+        == f"FAILED cannot choose the backups to validate: no backup {unknown} of instance "
+        + (f"{INSTANCE} in {store.url}")
+    )
+
+
+def test_deploy_to_a_dead_prefect_api_says_to_start_a_server(tmp_path: Path) -> None:
+    """The shared hint 'unset PREFECT_API_URL to run with a temporary local API' is wrong for deploy."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_API_URL"] = f"http://127.0.0.1:{free_port()}/api"
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("redis-dr")), "deploy", "--env-file", str(ROOT / "deployments" / "staging.yaml")],
+        env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    assert done.returncode == TransientError.exit_code, done.stderr
+    line = assert_one_clear_error(done.stderr, "does not answer", "prefect server start", "--dry-run")
+    assert "unset PREFECT_API_URL" not in line
+    assert done.stderr.count("\n") == 1, done.stderr
