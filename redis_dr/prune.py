@@ -1,12 +1,14 @@
 """Pruning one instance's backups at one storage location: a plan (the dry run), then applying it.
 
 `plan_prune` reads the catalog and decides (redis_dr.retention), changing
-nothing. If any manifest cannot be read it refuses: nothing is removed until a
-person looks. It also finds what no manifest accounts for, once older than the
-grace period: orphans (objects under a backup id without a manifest, such as a
-crashed backup or a prune interrupted after a manifest went) and unfinished
-writes (a file backend's hidden temp files, S3 multipart uploads). An id written
-to within the grace period is a backup in progress: never touched, reported.
+nothing. If any manifest cannot be read, or a backup is dated in the future (a
+wrong clock: keep-within, counted from the newest backup, would expire all the
+others), it refuses: nothing is removed until a person looks. It also finds
+what no manifest accounts for, once older than the grace period: orphans
+(objects under a backup id without a manifest, such as a crashed backup or a
+prune interrupted after a manifest went) and unfinished writes (a file
+backend's hidden temp files, S3 multipart uploads). An id written to within
+the grace period is a backup in progress: never touched, reported.
 
 `apply_prune` removes what the plan lists and nothing else, re-checking each
 item first: a backup loses its manifest first (it stops being listed at once),
@@ -17,7 +19,7 @@ what is left (a backup whose manifest is already gone still loses its data).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
@@ -32,6 +34,8 @@ from redis_dr.storage.base import ObjectInfo, StaleUpload, Storage
 #: A backup (or a copy) streams for at most 6 hours: anything written more recently may be live.
 MIN_ORPHAN_GRACE = timedelta(hours=7)
 DEFAULT_ORPHAN_GRACE = timedelta(hours=24)
+#: A backup dated later than now by more than this came from a wrong clock: nothing is pruned.
+CLOCK_SKEW = timedelta(hours=1)
 #: Far enough ahead that `stale_uploads` lists every unfinished write, live ones included.
 _EVERY_UPLOAD = timedelta(days=3650)
 
@@ -175,6 +179,13 @@ def plan_prune(
         raise IntegrityError(
             f"nothing is removed from {storage.url}: {listing.unreadable[0]}{more}; fix or remove it by hand"
         )
+    future = [m for m in listing.manifests if _as_utc(m.created_at) > _as_utc(now) + CLOCK_SKEW]
+    if future:  # keep-within counts from the newest backup: a future one would expire all the others
+        raise IntegrityError(
+            f"nothing is removed from {storage.url}: backup {future[0].id} is dated "
+            f"{_as_utc(future[0].created_at):%Y-%m-%d %H:%M} UTC, after now (a clock was wrong); "
+            "remove it by hand, then prune again"
+        )
     cutoff = now - orphan_grace
     uploads = storage.stale_uploads(f"{instance}/", now + _EVERY_UPLOAD)
     live_ids = {_backup_id_of(upload.key) for upload in uploads if upload.started >= cutoff}
@@ -285,6 +296,11 @@ def _last_written(catalog: Catalog, backup_id: str, objects: list[ObjectInfo]) -
         if holder is not None:
             known.append(holder.reserved_at)
     return max(known) if known else None
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """A time in UTC (one without a zone is UTC, as in manifests)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _backup_id_of(key: str) -> str | None:

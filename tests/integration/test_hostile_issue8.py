@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from redis_dr.catalog import Catalog
-from redis_dr.errors import NotFoundError, TransientError
+from redis_dr.errors import IntegrityError, NotFoundError, TransientError
+from redis_dr.prune import plan_prune
+from redis_dr.retention import RetentionPolicy
 from redis_dr.sandbox.ports import free_port
 from redis_dr.storage.file import FileStorage
 from tests.fixtures.prefect_server import ROOT
@@ -156,3 +158,15 @@ def test_deploy_to_a_dead_prefect_api_says_to_start_a_server(tmp_path: Path) -> 
     line = assert_one_clear_error(done.stderr, "does not answer", "prefect server start", "--dry-run")
     assert "unset PREFECT_API_URL" not in line
     assert done.stderr.count("\n") == 1, done.stderr
+
+
+def test_a_backup_dated_in_the_future_stops_the_prune_before_it_expires_the_others(tmp_path: Path) -> None:
+    """keep-within counts from the newest backup: one from a wrong clock (2099) used to leave only min-keep."""
+    store = FileStorage(f"{tmp_path}/store")
+    now = datetime.now(UTC)
+    for days in range(1, 6):
+        store_backup(store, now - timedelta(days=days))
+    wrong = store_backup(store, datetime(2099, 1, 1, tzinfo=UTC))
+    with pytest.raises(IntegrityError, match=f"backup {wrong.id} is dated 2099-01-01 00:00 UTC, after now"):
+        plan_prune(store, INSTANCE, RetentionPolicy.model_validate({"keep_within": "30d"}), now)
+    assert len(Catalog(store, INSTANCE).list().manifests) == 6
