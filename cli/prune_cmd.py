@@ -38,6 +38,21 @@ FLAG_OF = {field: flag for flag, field in RULE_FLAGS.items()}
 FLAG_OF |= {"min_keep": "--min-keep", "timezone": "--timezone"}
 
 
+class OnlyOnce(argparse.Action):
+    """A flag that takes one value: given twice, it is refused (argparse would keep the last silently)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            raise ConfigError(f"{option_string} given twice: this command takes one (run it once for each)")
+        setattr(namespace, self.dest, values)
+
+
 def register(sub: Any) -> None:
     """Add the `prune` subcommand."""
     parser = sub.add_parser(
@@ -48,7 +63,7 @@ def register(sub: Any) -> None:
         "unless --timezone. --json prints a list of objects: kind, backup_id, key, created_at, "
         "action (keep|remove), removed, reasons.",
     )
-    parser.add_argument("--storage", metavar="URL", help="the location to prune")
+    parser.add_argument("--storage", metavar="URL", action=OnlyOnce, help="the location to prune")
     parser.add_argument(
         "--env-file", metavar="YAML",
         help="environment file: prune every location of the instance with its own policy (or only --storage)",

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from cli.output import say
 from cli.prefect_runtime import prefect_api
+from cli.prune_cmd import OnlyOnce
 from redis_dr.config import one_line
 from redis_dr.environment import load_environment
 from redis_dr.errors import ConfigError
@@ -24,7 +25,7 @@ def register(sub: Any) -> None:
         "interrupted by a failure is finished by the next run.",
     )
     parser.add_argument("--instance", required=True, help="instance name (backups are stored under it)")
-    parser.add_argument("--storage", metavar="URL", help="the source location")
+    parser.add_argument("--storage", metavar="URL", action=OnlyOnce, help="the source location")
     parser.add_argument(
         "--to", action="append", metavar="URL", dest="destinations",
         help="a destination location (repeatable)",

@@ -11,6 +11,7 @@ import pytest
 from prefect.utilities.collections import visit_collection
 from pydantic import ValidationError
 
+from cli.main import main
 from redis_dr.durations import parse_duration
 from redis_dr.environment import load_environment
 from redis_dr.errors import AccessDeniedError, ConfigError
@@ -87,3 +88,25 @@ def test_a_plan_with_orphans_survives_prefects_walk_of_task_results() -> None:
     )
     walked = visit_collection(plan, visit_fn=lambda item: item, return_data=True)
     assert walked == plan
+
+
+@pytest.mark.parametrize("command", ["prune", "replicate"])
+def test_a_second_storage_flag_is_refused_not_silently_kept_instead_of_the_first(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argparse kept the last --storage: `prune --storage A --storage B --apply` pruned only B."""
+    args = [
+        command,
+        "--instance",
+        "s",
+        "--storage",
+        "file:///tmp/hostile-x",
+        "--storage",
+        "file:///tmp/hostile-y",
+    ]
+    args += ["--keep-last", "1"] if command == "prune" else ["--to", "file:///tmp/hostile-z"]
+    assert main(args) == ConfigError.exit_code
+    err = capsys.readouterr().err
+    assert (
+        err.strip() == "redis-dr: error: --storage given twice: this command takes one (run it once for each)"
+    )
