@@ -286,6 +286,11 @@ class EnvironmentConfig(BaseModel):
             raise ConfigError(
                 f"{redact_url(storage)} has no retention policy in {self.environment}: nothing to prune"
             )
+        if all(policy is None for _, policy in located):
+            raise ConfigError(
+                f"no location of {instance} in {self.environment} has a retention policy: nothing to prune "
+                "(give the file a retention: section, or a location its own)"
+            )
         return build_model(
             PruneRequest,
             instance=instance,

@@ -110,3 +110,11 @@ def test_a_second_storage_flag_is_refused_not_silently_kept_instead_of_the_first
     assert (
         err.strip() == "redis-dr: error: --storage given twice: this command takes one (run it once for each)"
     )
+
+
+def test_a_prune_of_an_instance_without_any_retention_says_so(tmp_path: Path) -> None:
+    """It used to be 'invalid locations: List should have at least 1 item after validation, not 0'."""
+    file = tmp_path / "env.yaml"
+    file.write_text(VALID_ENVIRONMENT)
+    with pytest.raises(ConfigError, match="^no location of s in x has a retention policy: nothing to prune"):
+        load_environment(file).prune_request("s")
