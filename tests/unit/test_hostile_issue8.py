@@ -15,6 +15,7 @@ from cli.main import main
 from redis_dr.durations import parse_duration
 from redis_dr.environment import load_environment
 from redis_dr.errors import AccessDeniedError, ConfigError
+from redis_dr.host_lease import host_lease
 from redis_dr.prune import Orphan, PrunePlan
 from redis_dr.retention import RetentionPolicy, decide
 from tests.fixtures.unprivileged import as_nobody
@@ -118,3 +119,15 @@ def test_a_prune_of_an_instance_without_any_retention_says_so(tmp_path: Path) ->
     file.write_text(VALID_ENVIRONMENT)
     with pytest.raises(ConfigError, match="^no location of s in x has a retention policy: nothing to prune"):
         load_environment(file).prune_request("s")
+
+
+def test_a_lease_whose_lock_directory_cannot_be_made_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was 'unexpected FileNotFoundError' (or NotADirectoryError) out of the flow."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("REDIS_DR_STATE_DIR", str(blocker / "state"))
+    lease = host_lease("redis-dr-adhoc-s", "a run", 1, print)
+    with pytest.raises(ConfigError, match="needs a lock file in .*REDIS_DR_STATE_DIR"), lease:
+        pass
