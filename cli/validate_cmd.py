@@ -49,6 +49,9 @@ def register(sub: Any) -> None:
 
 def request_from_args(args: argparse.Namespace) -> ValidateRequest:
     """The flow's request, validated here (one line for a bad value)."""
+    if args.sample is not None and not 0 <= args.sample <= MAX_SAMPLE:
+        given = f"--sample {args.sample}"
+        raise ConfigError(f"{given}: give 0 to {MAX_SAMPLE} (older backups validated at random)")
     if args.env_file:
         return load_environment(args.env_file).validate_request(
             args.instance, storage=args.storage, backup=args.backup, sample=args.sample

@@ -131,3 +131,12 @@ def test_a_lease_whose_lock_directory_cannot_be_made_is_one_clear_error(
     lease = host_lease("redis-dr-adhoc-s", "a run", 1, print)
     with pytest.raises(ConfigError, match="needs a lock file in .*REDIS_DR_STATE_DIR"), lease:
         pass
+
+
+@pytest.mark.parametrize("sample", ["-1", "1000"])
+def test_a_sample_out_of_range_names_the_flag(sample: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """It said 'invalid sample: Input should be greater than or equal to 0'."""
+    args = ["validate", "--instance", "s", "--storage", "file:///tmp/hostile-x", "--sample", sample]
+    assert main(args) == ConfigError.exit_code
+    expected = f"redis-dr: error: --sample {sample}: give 0 to 100 (older backups validated at random)"
+    assert capsys.readouterr().err.strip() == expected
