@@ -10,13 +10,14 @@ longer names are removed, so the file stays the one source of truth.
 No `from __future__ import annotations` in flows/ (see flows/backup.py).
 """
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from prefect import Flow, get_client
 from prefect.client.schemas.actions import WorkPoolCreate
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags, FlowFilter, FlowFilterId
 from prefect.exceptions import ObjectNotFound
 from prefect.schedules import Cron
 from pydantic import BaseModel
@@ -27,6 +28,9 @@ from redis_dr.run_tags import PROJECT_TAG, lease_name
 
 #: The project's source tree: a process worker runs the flows from here.
 ROOT = Path(__file__).resolve().parents[1]
+#: Rows per read from the server (its default and largest page).
+PAGE = 200
+T = TypeVar("T")
 
 
 class Registered(BaseModel):
@@ -98,15 +102,45 @@ def _deploy(spec: DeploymentSpec, source: Path) -> None:
 
 
 def _remove_stale(environment: str, wanted: set[str]) -> list[str]:
-    """Delete the environment's redis-dr deployments that the file no longer names."""
+    """Delete the environment's redis-dr deployments that the file no longer names.
+
+    Every page is read (the server returns 200 rows unless told), and only the flows of these
+    deployments: on a server with more flows, a deployment whose flow was not on the first page
+    was taken for a stale one and deleted, the ones just registered with it.
+    """
     removed: list[str] = []
     with get_client(sync_client=True) as client:
         tags = DeploymentFilterTags(all_=[PROJECT_TAG, f"env:{environment}"])
-        deployments = client.read_deployments(deployment_filter=DeploymentFilter(tags=tags))
-        flows = {flow.id: flow.name for flow in client.read_flows()}
+        deployments = _every_page(
+            lambda offset: client.read_deployments(
+                deployment_filter=DeploymentFilter(tags=tags), limit=PAGE, offset=offset
+            )
+        )
+        flow_ids = sorted({deployment.flow_id for deployment in deployments})
+        flows = {
+            flow.id: flow.name
+            for flow in _every_page(
+                lambda offset: client.read_flows(
+                    flow_filter=FlowFilter(id=FlowFilterId(any_=flow_ids)), limit=PAGE, offset=offset
+                )
+            )
+        }
         for deployment in deployments:
-            full_name = f"{flows.get(deployment.flow_id, '?')}/{deployment.name}"
+            flow_name = flows.get(deployment.flow_id)
+            if flow_name is None:
+                continue  # its flow cannot be named: never delete what cannot be told apart
+            full_name = f"{flow_name}/{deployment.name}"
             if full_name not in wanted:
                 client.delete_deployment(deployment.id)
                 removed.append(full_name)
     return sorted(removed)
+
+
+def _every_page(read: Callable[[int], list[T]]) -> list[T]:
+    """Every row of a paged read (`read(offset)` returns at most PAGE rows)."""
+    rows: list[T] = []
+    while True:
+        page = read(len(rows))
+        rows += page
+        if len(page) < PAGE:
+            return rows

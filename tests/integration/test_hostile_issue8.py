@@ -12,8 +12,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
 
+from flows.deploy import PAGE, register
 from redis_dr.catalog import Catalog
+from redis_dr.environment import load_environment
 from redis_dr.errors import IntegrityError, NotFoundError, TransientError
 from redis_dr.prune import plan_prune
 from redis_dr.retention import RetentionPolicy
@@ -170,3 +174,32 @@ def test_a_backup_dated_in_the_future_stops_the_prune_before_it_expires_the_othe
     with pytest.raises(IntegrityError, match=f"backup {wrong.id} is dated 2099-01-01 00:00 UTC, after now"):
         plan_prune(store, INSTANCE, RetentionPolicy.model_validate({"keep_within": "30d"}), now)
     assert len(Catalog(store, INSTANCE).list().manifests) == 6
+
+
+def test_deploy_on_a_server_with_many_flows_keeps_what_it_registered(
+    prefect_client: SyncPrefectClient, tmp_path: Path
+) -> None:
+    """The server answers 200 flows unless told: beyond them, every deployment just registered was taken
+    for a stale one and deleted ('removed ?/hostile-s'), leaving the environment without schedules."""
+    for number in range(PAGE + 5):  # flows of other projects, listed before redis-*
+        prefect_client.create_flow_from_name(f"a-other-project-{number:03d}")
+    env_file = tmp_path / "hostile.yaml"
+    env_file.write_text(
+        "environment: hostile\nprefect: {work_pool: redis-dr-hostile}\n"
+        'schedules: {backup: "0 * * * *"}\nretention: {keep_last: 2}\n'
+        f"instances:\n  s:\n    redis_url: redis://127.0.0.1:{free_port()}\n"
+        f"    storage: [file://{tmp_path}/one, file://{tmp_path}/two]\n"
+    )
+    environment = load_environment(env_file)
+    try:
+        first = register(environment)
+        assert first.removed == []
+        tags = DeploymentFilterTags(all_=["redis-dr", "env:hostile"])
+        held = prefect_client.read_deployments(deployment_filter=DeploymentFilter(tags=tags))
+        assert len(held) == len(first.deployments) == 5
+        backup = prefect_client.read_deployment_by_name("redis-backup/hostile-s")
+        assert [s.schedule.cron for s in backup.schedules] == ["0 * * * *"]  # type: ignore[union-attr]
+    finally:
+        tags = DeploymentFilterTags(all_=["redis-dr", "env:hostile"])
+        for deployment in prefect_client.read_deployments(deployment_filter=DeploymentFilter(tags=tags)):
+            prefect_client.delete_deployment(deployment.id)
