@@ -54,12 +54,14 @@ from redis_dr.prune import PruneRequest
 from redis_dr.replicate import ReplicateRequest
 from redis_dr.restore.request import RestoreRequest, build_restore_request
 from redis_dr.retention import RetentionPolicy
+from redis_dr.run_tags import PROJECT_TAG
 from redis_dr.storage.location import redact_url
 from redis_dr.validate import ValidateRequest
 
 M = TypeVar("M", bound=BaseModel)
 
 _POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_RESERVED_TAG_PREFIXES = ("env:", "instance:")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,62}$")
 
 
@@ -90,6 +92,12 @@ def _check_pool(name: str) -> None:
 def _check_tag(tag: str) -> None:
     if not _TAG.match(tag):
         raise ConfigError(f"tag {tag!r} is not allowed: letters, digits, '.', '_', ':', '/' or '-'")
+    if tag == PROJECT_TAG or tag.startswith(_RESERVED_TAG_PREFIXES):
+        # `deploy` finds an environment's deployments, and a lease its holders, by these tags.
+        raise ConfigError(
+            f"tag {tag!r} is reserved: redis-dr sets {PROJECT_TAG}, env:<environment> and "
+            "instance:<environment>/<instance> itself; choose another"
+        )
 
 
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)

@@ -140,3 +140,12 @@ def test_a_sample_out_of_range_names_the_flag(sample: str, capsys: pytest.Captur
     assert main(args) == ConfigError.exit_code
     expected = f"redis-dr: error: --sample {sample}: give 0 to 100 (older backups validated at random)"
     assert capsys.readouterr().err.strip() == expected
+
+
+@pytest.mark.parametrize("tag", ["env:production", "instance:production/sessions", "redis-dr"])
+def test_a_tag_redis_dr_finds_deployments_by_is_reserved(tag: str, tmp_path: Path) -> None:
+    """A staging file tagged env:production had its deployments deleted by deploying production."""
+    file = tmp_path / "env.yaml"
+    file.write_text(VALID_ENVIRONMENT + f"prefect: {{tags: ['{tag}']}}\n")
+    with pytest.raises(ConfigError, match=f"tag '{tag}' is reserved"):
+        load_environment(file)
