@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from redis_dr.deployment_plan import DeploymentSpec, deployment_specs
 from redis_dr.environment import EnvironmentConfig
+from redis_dr.errors import ConfigError
 from redis_dr.run_tags import PROJECT_TAG, lease_name
 
 #: The project's source tree: a process worker runs the flows from here.
@@ -65,12 +66,12 @@ def register(environment: EnvironmentConfig, source: Path = ROOT) -> Registered:
 
 
 def _ensure_process_pool(client: Any, name: str) -> bool:
-    """Create the process work pool if it is missing; True if it was created."""
+    """Create the process work pool if it is missing; True if it was created. ConfigError if the pool
+    exists with another type."""
     from prefect.workers.process import ProcessWorker
 
     try:
-        client.read_work_pool(name)
-        return False
+        pool = client.read_work_pool(name)
     except ObjectNotFound:
         client.create_work_pool(
             WorkPoolCreate(
@@ -78,6 +79,12 @@ def _ensure_process_pool(client: Any, name: str) -> bool:
             )
         )
         return True
+    if pool.type != "process":  # its workers would not run flows from this source tree
+        raise ConfigError(
+            f"work pool {name} exists with type {pool.type}: redis-dr's deployments run on a process "
+            "pool; name another work_pool in the environment file (it is created as a process pool)"
+        )
+    return False
 
 
 def _deploy(spec: DeploymentSpec, source: Path) -> None:

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
 
 from flows.deploy import PAGE, register
 from redis_dr.catalog import Catalog
 from redis_dr.environment import load_environment
-from redis_dr.errors import IntegrityError, NotFoundError, TransientError
+from redis_dr.errors import ConfigError, IntegrityError, NotFoundError, TransientError
 from redis_dr.prune import plan_prune
 from redis_dr.retention import RetentionPolicy
 from redis_dr.sandbox.ports import free_port
@@ -203,3 +204,19 @@ def test_deploy_on_a_server_with_many_flows_keeps_what_it_registered(
         tags = DeploymentFilterTags(all_=["redis-dr", "env:hostile"])
         for deployment in prefect_client.read_deployments(deployment_filter=DeploymentFilter(tags=tags)):
             prefect_client.delete_deployment(deployment.id)
+
+
+def test_deploy_refuses_a_work_pool_of_another_type(
+    prefect_client: SyncPrefectClient, tmp_path: Path
+) -> None:
+    """It registered onto a kubernetes pool and said to start a worker there: no run would ever work."""
+    prefect_client.create_work_pool(WorkPoolCreate(name="hostile-kubernetes", type="kubernetes"))
+    env_file = tmp_path / "hostile.yaml"
+    env_file.write_text(
+        "environment: hostilek\nprefect: {work_pool: hostile-kubernetes}\n"
+        f"instances:\n  s:\n    redis_url: redis://127.0.0.1:{free_port()}\n    storage: file://{tmp_path}/one\n"
+    )
+    with pytest.raises(ConfigError, match="work pool hostile-kubernetes exists with type kubernetes"):
+        register(load_environment(env_file))
+    tags = DeploymentFilterTags(all_=["redis-dr", "env:hostilek"])
+    assert prefect_client.read_deployments(deployment_filter=DeploymentFilter(tags=tags)) == []
