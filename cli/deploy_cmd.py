@@ -8,7 +8,7 @@ from typing import Any
 
 from cli.output import print_table, say
 from cli.prefect_runtime import check_api_answers, quiet_prefect_console
-from redis_dr.deployment_plan import DeploymentSpec, deployment_specs
+from redis_dr.deployment_plan import DeploymentSpec, deployment_specs, left_out
 from redis_dr.environment import load_environment
 from redis_dr.errors import ConfigError, TransientError
 
@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     """Register (or show) the deployments the environment file stands for."""
     environment = load_environment(args.env_file)
     specs = deployment_specs(environment)
+    for note in left_out(environment):
+        say(f"note: {note}")
     if args.dry_run:
         _show(specs, args.json)
         return 0

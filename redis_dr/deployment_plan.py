@@ -134,3 +134,18 @@ def _instance_specs(
 def _form(request: BaseModel) -> dict[str, Any]:
     """A request as a deployment's parameters: JSON, defaults left out (the form shows them)."""
     return request.model_dump(mode="json", exclude_defaults=True)
+
+
+def left_out(environment: EnvironmentConfig) -> list[str]:
+    """What the file schedules that an instance gets no deployment for, and why (said by deploy)."""
+    notes: list[str] = []
+    schedules = environment.schedules
+    for name in sorted(environment.instances):
+        config = environment.instance(name)
+        if schedules.prune and not any(environment.retention_of(location) for location in config.storage):
+            notes.append(f"{name} is not pruned: none of its locations has a retention policy")
+        if schedules.replicate and len(config.storage) < 2:
+            notes.append(f"{name} is not replicated: it has one location")
+        if schedules.aof_backup and not config.has_files:
+            notes.append(f"{name} has no AOF backup: its target gives no access to its files")
+    return notes

@@ -29,9 +29,10 @@ def identities_from_env(env: Mapping[str, str] | None = None) -> list[Any]:
         return []
     if not value.startswith("AGE-SECRET-KEY-"):
         path = Path(value)
-        if not path.is_file():
-            raise ConfigError(f"{AGE_IDENTITY_ENV} is neither an age key nor a readable key file")
-        value = path.read_text()
+        try:
+            value = path.read_text()
+        except (OSError, UnicodeDecodeError, ValueError):  # missing, a directory, unreadable, binary, NUL
+            raise ConfigError(f"{AGE_IDENTITY_ENV} is neither an age key nor a readable key file") from None
     return parse_identities(value)
 
 

@@ -92,7 +92,10 @@ class StorageLocation:
             raise ConfigError(f"storage URL {shown} must not have a '#' fragment")
         options = _parse_options(scheme, parts.query, shown)
         if scheme == "file":
-            return cls(scheme, _file_path(parts.netloc, unquote(parts.path), shown), "", options)
+            path = unquote(parts.path)
+            if "\0" in path:
+                raise ConfigError(f"storage URL {shown!r} holds a NUL byte (%00): no path can")
+            return cls(scheme, _file_path(parts.netloc, path, shown), "", options)
         bucket = parts.netloc
         if not bucket:
             raise ConfigError(f"storage URL {shown} has no bucket: use {scheme}://bucket/prefix")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from redis_dr.deployment_plan import DeploymentSpec, deployment_specs
+from redis_dr.deployment_plan import DeploymentSpec, deployment_specs, left_out
 from redis_dr.environment import load_environment
 from redis_dr.errors import ConfigError
 from redis_dr.run_tags import lease_name
@@ -138,3 +138,14 @@ def test_only_locations_with_a_policy_are_pruned_and_a_named_one_without_is_refu
         environment.prune_request("sessions", storage="file:///a")
     with pytest.raises(ConfigError, match="file:///c is not a location of sessions"):
         environment.prune_request("sessions", storage="file:///c")
+
+
+def test_what_a_schedule_cannot_apply_to_is_said(tmp_path: Path) -> None:
+    data = {**MINIMAL, "schedules": {"prune": "0 * * * *", "replicate": "0 * * * *", "aof_backup": "0 2 * * *"}}
+    environment = load_environment(write(tmp_path, data))
+    assert left_out(environment) == [
+        "sessions is not pruned: none of its locations has a retention policy",
+        "sessions is not replicated: it has one location",
+        "sessions has no AOF backup: its target gives no access to its files",
+    ]
+    assert left_out(load_environment(DEPLOYMENTS / "production.yaml")) == []

@@ -149,3 +149,23 @@ def test_a_tag_redis_dr_finds_deployments_by_is_reserved(tag: str, tmp_path: Pat
     file.write_text(VALID_ENVIRONMENT + f"prefect: {{tags: ['{tag}']}}\n")
     with pytest.raises(ConfigError, match=f"tag '{tag}' is reserved"):
         load_environment(file)
+
+
+def test_a_nul_byte_in_a_file_url_is_refused_in_one_line() -> None:
+    from redis_dr.storage.location import StorageLocation
+
+    with pytest.raises(ConfigError, match="holds a NUL byte"):
+        StorageLocation.parse("file:///tmp/x%00y")
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00binary", None], ids=["binary", "directory"])
+def test_an_age_identity_file_that_cannot_be_read_as_a_key_is_one_line(tmp_path: Path, content: bytes | None) -> None:
+    from redis_dr.fetch import identities_from_env
+
+    path = tmp_path / "key"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match="is neither an age key nor a readable key file"):
+        identities_from_env({"REDIS_DR_AGE_IDENTITY": str(path)})
