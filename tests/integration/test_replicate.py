@@ -211,7 +211,24 @@ class Killable(Protocol):
     def stop(self) -> None: ...
 
 
-class KillableSeaweedFS(SeaweedFS):
+class KilledBySignal:
+    """The pid and a SIGKILL of a server class whose process is `_process`."""
+
+    _process: subprocess.Popen[bytes] | None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    def kill(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGKILL)
+        self._process.wait()
+        self._process = None
+
+
+class KillableSeaweedFS(KilledBySignal, SeaweedFS):
     """A SeaweedFS that can be killed (SIGKILL) and started again on the same ports and data."""
 
     #: An object read back after a restart: until it reads, the volume server has not rejoined
@@ -227,17 +244,6 @@ class KillableSeaweedFS(SeaweedFS):
         self.create_bucket(REPLICA_BUCKET)
         self.client().put_object(Bucket=REPLICA_BUCKET, Key=self.PROBE, Body=b"stored before the kill")
         return self
-
-    @property
-    def pid(self) -> int:
-        assert self._process is not None
-        return self._process.pid
-
-    def kill(self) -> None:
-        assert self._process is not None
-        self._process.send_signal(signal.SIGKILL)
-        self._process.wait()
-        self._process = None
 
     def stop(self) -> None:
         """Killed first: its graceful stop would wait 2 s for nothing (the data is thrown away)."""
@@ -270,7 +276,7 @@ class KillableSeaweedFS(SeaweedFS):
                 time.sleep(0.1)
 
 
-class KillableFakeGCS(FakeGCS):
+class KillableFakeGCS(KilledBySignal, FakeGCS):
     """A fake-gcs-server keeping its objects on disk, so that it can be killed and started again."""
 
     def __init__(self, root: Path) -> None:
@@ -281,17 +287,6 @@ class KillableFakeGCS(FakeGCS):
         command = super()._command()
         command[command.index("memory")] = "filesystem"
         return [*command, "-filesystem-root", str(self.root)]
-
-    @property
-    def pid(self) -> int:
-        assert self._process is not None
-        return self._process.pid
-
-    def kill(self) -> None:
-        assert self._process is not None
-        self._process.send_signal(signal.SIGKILL)
-        self._process.wait()
-        self._process = None
 
     def restart(self) -> None:
         self.stop()  # only its log is left to remove
