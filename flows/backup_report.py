@@ -14,7 +14,7 @@ from redis_dr.storage.location import redact_url
 from redis_dr.units import human_size
 
 #: What the table shows for a value that is not known (an empty string would render as a bullet).
-UNKNOWN = "-"
+UNKNOWN = "—"  # an em dash: the UI renders cells as markdown, where "-" alone is a list bullet
 
 
 @dataclass

@@ -215,7 +215,7 @@ def test_the_artifact_counts_the_servers_wait_apart_from_the_transfer(
     )
     assert match, rows["data path"]
     assert float(match.group(2)) >= 1.0
-    assert rows["environment"] == "-"  # not set: a dash, never an empty cell (a bullet in the UI)
+    assert rows["environment"] == "—"  # not set: a dash, never an empty cell nor "-" (both a bullet in the UI)
     assert all(value.strip() for value in rows.values()), rows
 
 
@@ -233,7 +233,7 @@ def test_a_failed_run_says_why_in_one_line_and_where_it_stopped(tmp_path: Path) 
     rows = table(state.state_details.flow_run_id)
     assert rows["status"] == "FAILED at check-redis"
     assert rows["error"] == line
-    assert rows["backup id"] == "-"
+    assert rows["backup id"] == "—"
     assert rows["location 1 (primary)"] == f"file://{tmp_path}: not attempted"
 
 
