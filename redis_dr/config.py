@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -123,6 +124,16 @@ def _check_labels(labels: dict[str, str]) -> dict[str, str]:
     return labels
 
 
+def check_zone(name: str) -> None:
+    """An IANA time zone name (Europe/Berlin, UTC), else ConfigError."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"time zone {name!r} is unknown: use an IANA name such as Europe/Berlin or UTC"
+        ) from None
+
+
 RedisUrl = Annotated[str, AfterValidator(field_check(_check_redis_url))]
 StorageUrl = Annotated[str, AfterValidator(field_check(StorageLocation.parse))]
 Recipient = Annotated[str, AfterValidator(field_check(parse_recipient))]
@@ -130,6 +141,7 @@ InstanceName = Annotated[str, AfterValidator(field_check(validate_instance_name)
 EnvironmentName = Annotated[str, AfterValidator(field_check(_check_name("environment")))]
 Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
 BackupTarget = Annotated[str, AfterValidator(field_check(parse_target))]
+ZoneName = Annotated[str, AfterValidator(field_check(check_zone))]
 
 
 def place(url: str) -> tuple[str, str, str, str | None]:

@@ -26,7 +26,6 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from cronsim import CronSim, CronSimError
@@ -38,6 +37,7 @@ from redis_dr.config import (
     SecretRef,
     SnapshotMode,
     StorageUrl,
+    ZoneName,
     _distinct_locations,
     build_request,
     field_check,
@@ -75,15 +75,6 @@ def _check_cron(text: str) -> None:
         raise ConfigError(f"schedule {text!r} is not a valid cron line: {exc}") from None
 
 
-def _check_zone(name: str) -> None:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"time zone {name!r} is unknown: use an IANA name such as Europe/Berlin or UTC"
-        ) from None
-
-
 def _check_pool(name: str) -> None:
     if not _POOL_NAME.match(name):
         raise ConfigError(f"work pool name {name!r} is not allowed: letters, digits, '.', '_' or '-'")
@@ -102,7 +93,6 @@ def _check_tag(tag: str) -> None:
 
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 CronLine = Annotated[str, AfterValidator(field_check(_check_cron))]
-ZoneName = Annotated[str, AfterValidator(field_check(_check_zone))]
 PoolName = Annotated[str, AfterValidator(field_check(_check_pool))]
 Tag = Annotated[str, AfterValidator(field_check(_check_tag))]
 
