@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -31,6 +31,8 @@ from redis_dr.platforms.open import TargetSettings
 from redis_dr.platforms.target import TargetKind, parse_target
 from redis_dr.redis.connection import RedisEndpoint, has_password
 from redis_dr.storage.location import StorageLocation, redact_url
+
+M = TypeVar("M", bound=BaseModel)
 
 PASSWORD_ENV = "REDIS_PASSWORD"
 AGE_IDENTITY_ENV = "REDIS_DR_AGE_IDENTITY"
@@ -266,12 +268,17 @@ class BackupRequest(BaseModel):
         return str(parse_target(self.target)) if self.target else str(self.redis_url)
 
 
-def build_request(**fields: object) -> BackupRequest:
-    """Validate a backup request, turning validation errors into one clear line."""
+def build_model(model: type[M], **fields: object) -> M:
+    """Validate a request model, turning validation errors into one clear line."""
     try:
-        return BackupRequest.model_validate(fields)
+        return model.model_validate(fields)
     except ValidationError as exc:
         raise ConfigError(one_line(exc)) from None
+
+
+def build_request(**fields: object) -> BackupRequest:
+    """Validate a backup request, turning validation errors into one clear line."""
+    return build_model(BackupRequest, **fields)
 
 
 def one_line(exc: ValidationError) -> str:

@@ -25,7 +25,7 @@ import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import yaml
 from cronsim import CronSim, CronSimError
@@ -39,6 +39,7 @@ from redis_dr.config import (
     StorageUrl,
     ZoneName,
     _distinct_locations,
+    build_model,
     build_request,
     field_check,
     one_line,
@@ -57,8 +58,6 @@ from redis_dr.retention import RetentionPolicy
 from redis_dr.run_tags import PROJECT_TAG
 from redis_dr.storage.location import redact_url
 from redis_dr.validate import ValidateRequest
-
-M = TypeVar("M", bound=BaseModel)
 
 _POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _RESERVED_TAG_PREFIXES = ("env:", "instance:")
@@ -324,14 +323,6 @@ class EnvironmentConfig(BaseModel):
         }
         fields.update({k: v for k, v in overrides.items() if v is not None})
         return build_model(ValidateRequest, **fields)
-
-
-def build_model(model: type[M], **fields: object) -> M:
-    """Validate a request model, turning validation errors into one clear line."""
-    try:
-        return model.model_validate(fields)
-    except ValidationError as exc:
-        raise ConfigError(one_line(exc)) from None
 
 
 def load_environment(path: str | os.PathLike[str]) -> EnvironmentConfig:

@@ -6,7 +6,7 @@ import re
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from redis_dr.config import (
     EnvironmentName,
@@ -16,10 +16,9 @@ from redis_dr.config import (
     StorageUrl,
     _check_redis_url,
     as_list,
+    build_model,
     field_check,
-    one_line,
 )
-from redis_dr.errors import ConfigError
 from redis_dr.platforms.open import TargetSettings
 from redis_dr.platforms.target import TARGET_HELP, TargetKind, parse_target
 from redis_dr.restore.source import is_runbook_file
@@ -159,7 +158,4 @@ class RestoreRequest(BaseModel):
 
 def build_restore_request(**fields: object) -> RestoreRequest:
     """Validate a restore request, turning validation errors into one clear line."""
-    try:
-        return RestoreRequest.model_validate(fields)
-    except ValidationError as exc:
-        raise ConfigError(one_line(exc)) from None
+    return build_model(RestoreRequest, **fields)
