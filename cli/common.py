@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
 
 from cli.output import say
 from redis_dr.catalog import Catalog
-from redis_dr.config import PASSWORD_ENV
+from redis_dr.config import PASSWORD_ENV, one_line
 from redis_dr.environment import load_environment
 from redis_dr.errors import AccessDeniedError, ConfigError, NotFoundError, TransientError
 from redis_dr.manifest import Manifest
@@ -83,3 +87,29 @@ def move_password_to_env(url: str) -> str:
     if password is not None:
         os.environ[PASSWORD_ENV] = password
     return without
+
+
+class OnlyOnce(argparse.Action):
+    """A flag that takes one value: given twice, it is refused (argparse would keep the last silently)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            raise ConfigError(f"{option_string} given twice: this command takes one (run it once for each)")
+        setattr(namespace, self.dest, values)
+
+
+def flag_line(exc: ValidationError, flags: Mapping[str, str]) -> str:
+    """The first problem as one line naming the flag its field came from ('--max-lag: duration ...')."""
+    error = exc.errors()[0]
+    location = error["loc"]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not location:
+        return message  # about the request as a whole: it names what it is about
+    flag = flags.get(str(location[0]))
+    return one_line(exc) if flag is None else f"{flag}: {message}"

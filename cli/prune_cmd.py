@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cli.common import OnlyOnce, flag_line
 from cli.output import print_table, say
 from cli.prefect_runtime import prefect_api
 from redis_dr.environment import load_environment
@@ -36,21 +37,6 @@ RULE_FLAGS = {
 }
 FLAG_OF = {field: flag for flag, field in RULE_FLAGS.items()}
 FLAG_OF |= {"min_keep": "--min-keep", "timezone": "--timezone"}
-
-
-class OnlyOnce(argparse.Action):
-    """A flag that takes one value: given twice, it is refused (argparse would keep the last silently)."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        if getattr(namespace, self.dest, None) is not None:
-            raise ConfigError(f"{option_string} given twice: this command takes one (run it once for each)")
-        setattr(namespace, self.dest, values)
 
 
 def register(sub: Any) -> None:
@@ -106,9 +92,7 @@ def policy_from_args(args: argparse.Namespace) -> RetentionPolicy:
     try:
         return RetentionPolicy.model_validate(fields)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        flag = FLAG_OF.get(str(error["loc"][0]), str(error["loc"][0])) if error["loc"] else "policy"
-        raise ConfigError(f"{flag}: {error['msg'].removeprefix('Value error, ')}") from None
+        raise ConfigError(flag_line(exc, FLAG_OF)) from None
 
 
 def request_from_args(args: argparse.Namespace) -> PruneRequest:

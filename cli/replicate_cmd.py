@@ -7,10 +7,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cli.common import OnlyOnce, flag_line
 from cli.output import say
 from cli.prefect_runtime import prefect_api
-from cli.prune_cmd import OnlyOnce
-from redis_dr.config import one_line
 from redis_dr.environment import load_environment
 from redis_dr.errors import ConfigError
 from redis_dr.replicate import MAX_PARALLEL, ReplicateRequest, destination_line
@@ -56,7 +55,7 @@ def request_from_args(args: argparse.Namespace) -> ReplicateRequest:
         try:
             return ReplicateRequest.model_validate(merged)
         except ValidationError as exc:
-            raise ConfigError(flag_line(exc)) from None
+            raise ConfigError(flag_line(exc, FLAGS)) from None
     if not args.storage or not args.destinations:
         raise ConfigError("say what to copy where: --storage SRC --to DST [--to DST...], or --env-file FILE")
     fields: dict[str, object] = {
@@ -69,22 +68,11 @@ def request_from_args(args: argparse.Namespace) -> ReplicateRequest:
     try:
         return ReplicateRequest.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
-        raise ConfigError(flag_line(exc)) from None
+        raise ConfigError(flag_line(exc, FLAGS)) from None
 
 
 #: The flag each field of the request comes from.
 FLAGS = {"source": "--storage", "destinations": "--to", "max_lag": "--max-lag", "parallel": "--parallel"}
-
-
-def flag_line(exc: ValidationError) -> str:
-    """The first problem as one line naming the flag it came from ('--max-lag: duration ...')."""
-    error = exc.errors()[0]
-    location = error["loc"]
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if not location:
-        return message  # about the request as a whole: it names what it is about
-    flag = FLAGS.get(str(location[0]))
-    return one_line(exc) if flag is None else f"{flag}: {message}"
 
 
 def run(args: argparse.Namespace) -> int:
