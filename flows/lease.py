@@ -74,10 +74,11 @@ def _on_this_host(name: str, log: Any) -> contextlib.ExitStack:
     """The lease as a lock file of this host (terminal runs on a temporary API)."""
     context = FlowRunContext.get()
     holder = f"run {context.flow_run.name!r}" if context and context.flow_run else "a run"
-    held = contextlib.ExitStack()
+
     def waiting(by: str) -> None:
         log.info("waiting for %s: held by %s", name, by)
 
+    held = contextlib.ExitStack()
     held.enter_context(host_lease(name, holder, LEASE_WAIT_SECONDS, waiting))
     return held
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
-from redis_dr.errors import AccessDeniedError, ConfigError
-from redis_dr.restore.target_lock import STATE_ENV, lock_dir
+from redis_dr.lock_files import held_by, open_lock_file, write_holder
 
 #: `REDIS_DR_LEASE=host`: runs keep instances apart with this lease instead of the Prefect
 #: server's (the terminal's temporary API sets it: it revokes no lease a killed run left).
@@ -33,7 +31,7 @@ def host_lease(name: str, holder: str, wait_seconds: float, on_wait: Callable[[s
     `holder` says who holds it (e.g. a run's name): another run that has to wait is
     told, through `on_wait`, once. TimeoutError when the wait runs out.
     """
-    fd = _open_lock_file(name)
+    fd = open_lock_file("lease", name)
     try:
         deadline = time.monotonic() + wait_seconds
         told = False
@@ -48,28 +46,7 @@ def host_lease(name: str, holder: str, wait_seconds: float, on_wait: Callable[[s
                 if time.monotonic() >= deadline:
                     raise TimeoutError(held_by(fd)) from None
                 time.sleep(POLL_SECONDS)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{holder} (pid {os.getpid()}, since {datetime.now(UTC):%H:%M:%S} UTC)".encode(), 0)
+        write_holder(fd, f"{holder} (pid {os.getpid()}, since {datetime.now(UTC):%H:%M:%S} UTC)")
         yield
     finally:
         os.close(fd)  # releases the lock
-
-
-def _open_lock_file(name: str) -> int:
-    """The lease's lock file, created when missing; one clear error when its directory is unusable."""
-    directory = lock_dir()
-    try:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = directory / f"lease-{hashlib.sha256(name.encode()).hexdigest()[:24]}.lock"
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        kind = AccessDeniedError if isinstance(exc, PermissionError) else ConfigError
-        raise kind(
-            f"the lease of {name} needs a lock file in {directory}: {exc.strerror or exc}; "
-            f"set {STATE_ENV} to a directory this user can write"
-        ) from None
-
-
-def held_by(fd: int) -> str:
-    """Who holds the lock, as its holder wrote it."""
-    return os.pread(fd, 300, 0).decode("utf-8", "replace").strip() or "another process"
