@@ -53,8 +53,11 @@ def register(environment: EnvironmentConfig, source: Path = ROOT) -> Registered:
         leases = sorted({lease_name(spec.environment, spec.instance) for spec in specs})
         for name in leases:
             client.upsert_global_concurrency_limit_by_name(name, 1)
+    loaded: dict[str, Flow[..., Any]] = {}  # each flow file is loaded once, not once per deployment
     for spec in specs:
-        _deploy(spec, source)
+        if spec.entrypoint not in loaded:
+            loaded[spec.entrypoint] = Flow.from_source(source=str(source), entrypoint=spec.entrypoint)  # type: ignore[assignment]
+        _deploy(spec, loaded[spec.entrypoint])
     removed = _remove_stale(environment.environment, {spec.full_name for spec in specs})
     return Registered(
         work_pool=pool,
@@ -87,9 +90,8 @@ def _ensure_process_pool(client: Any, name: str) -> bool:
     return False
 
 
-def _deploy(spec: DeploymentSpec, source: Path) -> None:
-    """Create or update one deployment (its schedules replaced by the spec's)."""
-    flow: Flow[..., Any] = Flow.from_source(source=str(source), entrypoint=spec.entrypoint)  # type: ignore[assignment]
+def _deploy(spec: DeploymentSpec, flow: Flow[..., Any]) -> None:
+    """Create or update one deployment of `flow` (its schedules replaced by the spec's)."""
     deployment = flow.to_deployment(
         name=spec.name,
         work_pool_name=spec.work_pool,

@@ -90,13 +90,13 @@ def _instance_specs(
             ("redis-backup", f"{name}-aof", f"Back up the AOF files of {name} ({env}).",
              environment.backup_request(name, kind=BackupKind.AOF, mode=None), schedules.aof_backup, {})
         )  # fmt: skip
-    if any(environment.retention_of(location) for location in config.storage):
+    if environment.prunes(config):
         found.append(
             ("redis-prune", name, f"Apply each location's retention to {name} ({env}); a manual run is a "
              "dry run unless apply is ticked, a scheduled run applies.",
              environment.prune_request(name), schedules.prune, {"apply": True})
         )  # fmt: skip
-    if len(config.storage) > 1:
+    if config.replicates:
         found.append(
             ("redis-replicate", name, f"Copy the backups of {name} ({env}) missing from the other "
              "locations, verified, and report each location's lag.",
@@ -142,9 +142,9 @@ def left_out(environment: EnvironmentConfig) -> list[str]:
     schedules = environment.schedules
     for name in sorted(environment.instances):
         config = environment.instance(name)
-        if schedules.prune and not any(environment.retention_of(location) for location in config.storage):
+        if schedules.prune and not environment.prunes(config):
             notes.append(f"{name} is not pruned: none of its locations has a retention policy")
-        if schedules.replicate and len(config.storage) < 2:
+        if schedules.replicate and not config.replicates:
             notes.append(f"{name} is not replicated: it has one location")
         if schedules.aof_backup and not config.has_files:
             notes.append(f"{name} has no AOF backup: its target gives no access to its files")

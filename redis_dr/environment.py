@@ -204,6 +204,11 @@ class InstanceConfig(BaseModel):
         return [location.url for location in self.storage]
 
     @property
+    def replicates(self) -> bool:
+        """It has locations to copy its backups to."""
+        return len(self.storage) > 1
+
+    @property
     def has_files(self) -> bool:
         """The target gives access to the server's files (AOF backups, file restores)."""
         return self.target is not None and parse_target(self.target).has_files
@@ -234,6 +239,10 @@ class EnvironmentConfig(BaseModel):
     def retention_of(self, location: Location) -> RetentionPolicy | None:
         """A location's own retention, else the environment's (None: keep everything)."""
         return location.retention or self.retention
+
+    def prunes(self, config: InstanceConfig) -> bool:
+        """Some location of the instance has a retention policy (else nothing of it is pruned)."""
+        return any(self.retention_of(location) for location in config.storage)
 
     def backup_request(self, instance: str, **overrides: object) -> BackupRequest:
         """The backup request for one named instance, with optional overrides."""
@@ -283,7 +292,7 @@ class EnvironmentConfig(BaseModel):
             raise ConfigError(
                 f"{redact_url(storage)} has no retention policy in {self.environment}: nothing to prune"
             )
-        if all(policy is None for _, policy in located):
+        if not self.prunes(config):
             raise ConfigError(
                 f"no location of {instance} in {self.environment} has a retention policy: nothing to prune "
                 "(give the file a retention: section, or a location its own)"
@@ -299,7 +308,7 @@ class EnvironmentConfig(BaseModel):
     def replicate_request(self, instance: str) -> ReplicateRequest:
         """Copies from the primary to every other location of the instance (with their retention)."""
         config = self.instance(instance)
-        if len(config.storage) < 2:
+        if not config.replicates:
             raise ConfigError(f"{instance} in {self.environment} has one location: nothing to replicate to")
         return build_model(
             ReplicateRequest,
