@@ -12,8 +12,6 @@ with the function, whatever way it is shipped; resolving the strings by hand
 would have to be repeated for every flow and every way Prefect loads one.
 """
 
-import logging
-from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.states import Failed
@@ -39,9 +37,7 @@ from tasks.backup import (
     discard_uncommitted,
     snapshot_to_storage,
 )
-from tasks.run_logs import one_line_errors
-
-RunLog = logging.Logger | logging.LoggerAdapter[Any]
+from tasks.run_logs import RunLog, one_line_errors
 
 
 @flow(name="redis-backup", flow_run_name=run_name_for("backup"), validate_parameters=True)

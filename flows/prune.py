@@ -8,9 +8,7 @@ every backup kept or removed and why. No postponed annotations here (see
 flows/backup.py).
 """
 
-import logging
 from datetime import UTC, datetime
-from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.states import Failed
@@ -22,9 +20,7 @@ from redis_dr.errors import RedisDRError
 from redis_dr.prune import LocationOutcome, PruneOutcome, PruneRequest
 from redis_dr.storage.location import redact_url
 from tasks.prune import apply_task, plan_task
-from tasks.run_logs import one_line_errors
-
-RunLog = logging.Logger | logging.LoggerAdapter[Any]
+from tasks.run_logs import RunLog, one_line_errors
 
 
 @flow(name="redis-prune", flow_run_name=run_name_for("prune"), validate_parameters=True)

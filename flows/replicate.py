@@ -7,10 +7,8 @@ failure, each unreadable manifest at the source, and each destination that still
 lags more than `max_lag`. No postponed annotations here (see flows/backup.py).
 """
 
-import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.states import Failed
@@ -36,32 +34,7 @@ from redis_dr.replicate import (
 )
 from redis_dr.storage.location import redact_url
 from tasks.replicate import copy_one_backup, list_backups
-from tasks.run_logs import one_line_errors
-
-RunLog = logging.Logger | logging.LoggerAdapter[Any]
-#: Prefect's warning for a task with a timeout in a worker thread (each copy runs in one).
-THREAD_TIMEOUT_NOTE = (
-    "Timeout of %s seconds configured for this task, but the task is running in a worker thread"
-)
-
-
-class ThreadTimeoutNoteAtDebug(logging.Filter):
-    """Log Prefect's worker-thread timeout warning at DEBUG: it is true of every task here, and
-    expected. The timeout cannot interrupt a blocking call in any thread; the storage sockets'
-    own timeouts bound each call (tasks/policy.py), the task timeout bounds the task."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.WARNING and str(record.msg).startswith(THREAD_TIMEOUT_NOTE):
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
-        return True
-
-
-def quiet_thread_timeout_note() -> None:
-    """Install the filter on Prefect's task-run logger (idempotent; called in each flow run)."""
-    logger = logging.getLogger("prefect.task_runs")
-    if not any(isinstance(f, ThreadTimeoutNoteAtDebug) for f in logger.filters):
-        logger.addFilter(ThreadTimeoutNoteAtDebug())
+from tasks.run_logs import RunLog, one_line_errors, quiet_thread_timeout_note
 
 
 @dataclass

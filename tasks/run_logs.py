@@ -11,9 +11,12 @@ someone turns debug logging on. Anything else (a bug) keeps its traceback.
 
 import copy
 import logging
+from typing import Any
 
 from redis_dr.errors import RedisDRError
 
+#: What `get_run_logger()` returns.
+RunLog = logging.Logger | logging.LoggerAdapter[Any]
 #: The loggers of Prefect's run engines (run loggers are adapters over these).
 RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs")
 
@@ -44,6 +47,34 @@ def one_line_errors() -> None:
     import the flow's module at all.
     """
     for name in RUN_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, OneLineErrors) for f in logger.filters):
-            logger.addFilter(OneLineErrors())
+        _install(name, OneLineErrors)
+
+
+def _install(logger_name: str, kind: type[logging.Filter]) -> None:
+    """Add a filter of this kind to the logger, unless it has one."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, kind) for f in logger.filters):
+        logger.addFilter(kind())
+
+
+#: Prefect's warning for a task with a timeout in a worker thread (each copy runs in one).
+THREAD_TIMEOUT_NOTE = (
+    "Timeout of %s seconds configured for this task, but the task is running in a worker thread"
+)
+
+
+class ThreadTimeoutNoteAtDebug(logging.Filter):
+    """Log Prefect's worker-thread timeout warning at DEBUG: it is true of every task here, and
+    expected. The timeout cannot interrupt a blocking call in any thread; the storage sockets'
+    own timeouts bound each call (tasks/policy.py), the task timeout bounds the task."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and str(record.msg).startswith(THREAD_TIMEOUT_NOTE):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def quiet_thread_timeout_note() -> None:
+    """Install the filter on Prefect's task-run logger (idempotent; called in each flow run)."""
+    _install("prefect.task_runs", ThreadTimeoutNoteAtDebug)
