@@ -40,6 +40,7 @@ from redis_dr.manifest import (
     BACKUP_ID_PATTERN,
     MANIFEST_NAME,
     Manifest,
+    as_utc,
     backup_id_for,
     next_backup_id,
     validate_instance_name,
@@ -307,4 +308,4 @@ def parse_timestamp(text: str) -> datetime:
             f"{text!r} is neither 'latest', a backup id (20251015T140000Z) "
             "nor a UTC timestamp (20251015-140000)"
         ) from None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return as_utc(moment)

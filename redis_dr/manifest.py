@@ -42,6 +42,11 @@ def backup_id_time(backup_id: str) -> datetime:
     return datetime.strptime(backup_id, BACKUP_ID_FORMAT).replace(tzinfo=UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A time in UTC; one without a zone is taken as UTC (as manifests and runbook names write it)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def next_backup_id(backup_id: str) -> str:
     """The id one second later (used when an id is already taken)."""
     return backup_id_for(backup_id_time(backup_id) + timedelta(seconds=1))

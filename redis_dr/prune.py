@@ -19,7 +19,7 @@ what is left (a backup whose manifest is already gone still loses its data).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
@@ -27,7 +27,7 @@ from redis_dr.catalog import RESERVATION_NAME, Catalog
 from redis_dr.config import EnvironmentName, InstanceName, StorageList, StorageUrl
 from redis_dr.durations import Duration, format_duration
 from redis_dr.errors import ConfigError, IntegrityError, NotFoundError
-from redis_dr.manifest import BACKUP_ID_PATTERN
+from redis_dr.manifest import BACKUP_ID_PATTERN, as_utc
 from redis_dr.retention import Decision, RetentionPolicy, decide
 from redis_dr.storage.base import ObjectInfo, StaleUpload, Storage
 
@@ -179,11 +179,11 @@ def plan_prune(
         raise IntegrityError(
             f"nothing is removed from {storage.url}: {listing.unreadable[0]}{more}; fix or remove it by hand"
         )
-    future = [m for m in listing.manifests if _as_utc(m.created_at) > _as_utc(now) + CLOCK_SKEW]
+    future = [m for m in listing.manifests if as_utc(m.created_at) > as_utc(now) + CLOCK_SKEW]
     if future:  # keep-within counts from the newest backup: a future one would expire all the others
         raise IntegrityError(
             f"nothing is removed from {storage.url}: backup {future[0].id} is dated "
-            f"{_as_utc(future[0].created_at):%Y-%m-%d %H:%M} UTC, after now (a clock was wrong); "
+            f"{as_utc(future[0].created_at):%Y-%m-%d %H:%M} UTC, after now (a clock was wrong); "
             "remove it by hand, then prune again"
         )
     cutoff = now - orphan_grace
@@ -296,11 +296,6 @@ def _last_written(catalog: Catalog, backup_id: str, objects: list[ObjectInfo]) -
         if holder is not None:
             known.append(holder.reserved_at)
     return max(known) if known else None
-
-
-def _as_utc(moment: datetime) -> datetime:
-    """A time in UTC (one without a zone is UTC, as in manifests)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _backup_id_of(key: str) -> str | None:

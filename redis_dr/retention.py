@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from redis_dr.config import ZoneName
 from redis_dr.durations import Duration, format_duration
-from redis_dr.manifest import Manifest
+from redis_dr.manifest import Manifest, as_utc
 from redis_dr.restore.source import PRE_RESTORE_LABEL
 
 #: A backup with this label is never removed by a prune (its value does not matter).
@@ -144,7 +144,7 @@ def decide(manifests: Sequence[Manifest], policy: RetentionPolicy, now: datetime
 
     Pure: the only clock is `now`. See the module docstring for the rules.
     """
-    ordered = sorted(manifests, key=lambda m: (_utc(m.created_at), m.id), reverse=True)
+    ordered = sorted(manifests, key=lambda m: (as_utc(m.created_at), m.id), reverse=True)
     if not policy.has_rules() or not ordered:
         return [_decision(m, ["no retention rule"]) for m in ordered]
     regular = [m for m in ordered if PRE_RESTORE_LABEL not in m.labels]
@@ -189,7 +189,7 @@ def _apply_rules(regular: list[Manifest], policy: RetentionPolicy, reasons: dict
         period_of = _PERIOD_OF[name]
         seen: set[Hashable] = set()
         for manifest in regular:
-            period = period_of(_utc(manifest.created_at).astimezone(zone))
+            period = period_of(as_utc(manifest.created_at).astimezone(zone))
             if period not in seen:
                 if len(seen) == wanted:
                     break
@@ -198,10 +198,10 @@ def _apply_rules(regular: list[Manifest], policy: RetentionPolicy, reasons: dict
             elif manifest is regular[-1] and len(seen) < wanted:  # restic keeps the oldest too
                 reasons[manifest.id].append(f"oldest {name} {len(seen)}/{wanted}")
     if policy.keep_within is not None:
-        since = _utc(regular[0].created_at) - policy.keep_within
+        since = as_utc(regular[0].created_at) - policy.keep_within
         label = f"within {format_duration(policy.keep_within)}"
         for manifest in regular:
-            if _utc(manifest.created_at) > since:
+            if as_utc(manifest.created_at) > since:
                 reasons[manifest.id].append(label)
 
 
@@ -220,17 +220,12 @@ def _apply_protections(
             reasons[manifest.id].append("newest backup")
         if PINNED_LABEL in manifest.labels:
             reasons[manifest.id].append("pinned")
-        young = _utc(now) - _utc(manifest.created_at) < policy.keep_pre_restore
+        young = as_utc(now) - as_utc(manifest.created_at) < policy.keep_pre_restore
         if PRE_RESTORE_LABEL in manifest.labels and young:
             reasons[manifest.id].append(f"pre-restore checkpoint younger than {pre_restore_age}")
 
 
 def _decision(manifest: Manifest, reasons: list[str], *, keep: bool = True) -> Decision:
     return Decision(
-        backup_id=manifest.id, created_at=_utc(manifest.created_at), keep=keep, reasons=list(reasons)
+        backup_id=manifest.id, created_at=as_utc(manifest.created_at), keep=keep, reasons=list(reasons)
     )
-
-
-def _utc(moment: datetime) -> datetime:
-    """A manifest's time in UTC (a time without a zone is UTC)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
