@@ -1,0 +1,1 @@
+"""Prometheus metrics of every flow: what they say (`model`) and where they go (`targets`)."""

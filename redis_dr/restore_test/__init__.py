@@ -1,0 +1,1 @@
+"""The restore test: a backup restored into a throwaway Redis and checked against its manifest."""
