@@ -16,11 +16,13 @@ from cli import (
     backup_cmd,
     demo_cmd,
     deploy_cmd,
+    drill_cmd,
     fetch_cmd,
     list_cmd,
     prune_cmd,
     replicate_cmd,
     restore_cmd,
+    restore_test_cmd,
     validate_cmd,
 )
 from cli.output import say
@@ -28,8 +30,8 @@ from redis_dr import __version__
 from redis_dr.errors import RedisDRError
 
 COMMANDS = (
-    backup_cmd, restore_cmd, list_cmd, fetch_cmd, prune_cmd, replicate_cmd, validate_cmd, deploy_cmd,
-    demo_cmd,
+    backup_cmd, restore_cmd, list_cmd, fetch_cmd, prune_cmd, replicate_cmd, validate_cmd, restore_test_cmd,
+    drill_cmd, deploy_cmd, demo_cmd,
 )  # fmt: skip
 
 #: Exit codes of an interrupted command: 128 + the signal's number, as a shell reports it.

@@ -27,6 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from redis_dr.durations import parse_duration
 from redis_dr.errors import (
     AccessDeniedError,
     AlreadyExistsError,
@@ -48,6 +49,8 @@ from redis_dr.manifest import (
 from redis_dr.storage.base import Storage
 
 RESERVATION_NAME = "reservation.json"
+#: A selector's suffix for an age: `7d-ago` is the newest backup at least 7 days old.
+AGO_SUFFIX = "-ago"
 #: How many consecutive ids `reserve` tries before giving up (each is one second later).
 RESERVE_ATTEMPTS = 60
 _TIMESTAMP_FORMATS = ("%Y%m%d-%H%M%S", "%Y%m%dT%H%M%SZ", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S")
@@ -258,7 +261,8 @@ class Catalog:
         return listing
 
     def resolve(self, selector: str, *, skip_label: str | None = None) -> Manifest:
-        """Find a backup by `latest`, its id, or a timestamp (the newest at or before it).
+        """Find a backup by `latest`, its id, a timestamp (the newest at or before it), or an age
+        such as `7d-ago` (the newest at least that old, as the runbook's monthly test picks one).
 
         Reads manifests newest first and stops at the first committed one. A manifest
         on the way that cannot be read stops the search: a newer backup is never
@@ -272,7 +276,7 @@ class Catalog:
         if selector == "latest":
             cutoff, wanted = None, "no backups"
         else:
-            cutoff = backup_id_for(parse_timestamp(selector))
+            cutoff = backup_id_for(parse_selector_time(selector, datetime.now(UTC)))
             wanted = f"no backup at or before {cutoff}"
         for backup_id in ids:
             if cutoff is not None and backup_id > cutoff:
@@ -294,6 +298,20 @@ class Catalog:
         raise NotFoundError(f"{wanted} of instance {self.instance} in {self.storage.url}{oldest}")
 
 
+def check_selector(selector: str) -> None:
+    """`latest`, a backup id, a UTC timestamp or an age (`7d-ago`); else ConfigError naming them."""
+    selector = selector.strip()
+    if selector != "latest" and not BACKUP_ID_PATTERN.match(selector):
+        parse_selector_time(selector, datetime.now(UTC))
+
+
+def parse_selector_time(text: str, now: datetime) -> datetime:
+    """The moment a selector names: `7d-ago` counts back from `now`; else a UTC timestamp."""
+    if text.endswith(AGO_SUFFIX):
+        return now - parse_duration(text.removesuffix(AGO_SUFFIX))
+    return parse_timestamp(text)
+
+
 def parse_timestamp(text: str) -> datetime:
     """Parse a UTC timestamp as the runbooks write it (`20251015-140000`) or as ISO 8601."""
     for fmt in _TIMESTAMP_FORMATS:
@@ -305,7 +323,7 @@ def parse_timestamp(text: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ConfigError(
-            f"{text!r} is neither 'latest', a backup id (20251015T140000Z) "
-            "nor a UTC timestamp (20251015-140000)"
+            f"{text!r} is neither 'latest', a backup id (20251015T140000Z), "
+            "a UTC timestamp (20251015-140000) nor an age (7d-ago)"
         ) from None
     return as_utc(moment)

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from redis_dr.catalog import check_selector
 from redis_dr.errors import ConfigError
 from redis_dr.manifest import INSTANCE_PATTERN, BackupKind, validate_instance_name
 from redis_dr.pipeline import Compression, parse_recipient
@@ -138,6 +139,8 @@ def check_zone(name: str) -> None:
 
 RedisUrl = Annotated[str, AfterValidator(field_check(_check_redis_url))]
 StorageUrl = Annotated[str, AfterValidator(field_check(StorageLocation.parse))]
+#: Which backup: `latest`, an id, a UTC time (the newest at or before it), or an age (`7d-ago`).
+BackupSelector = Annotated[str, AfterValidator(field_check(check_selector))]
 Recipient = Annotated[str, AfterValidator(field_check(parse_recipient))]
 InstanceName = Annotated[str, AfterValidator(field_check(validate_instance_name))]
 EnvironmentName = Annotated[str, AfterValidator(field_check(_check_name("environment")))]

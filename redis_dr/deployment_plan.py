@@ -27,6 +27,8 @@ ENTRYPOINTS = {
     "redis-prune": "flows/prune.py:prune",
     "redis-replicate": "flows/replicate.py:replicate",
     "redis-validate": "flows/validate.py:validate",
+    "redis-restore-test": "flows/restore_test.py:restore_test",
+    "redis-drill": "flows/drill.py:drill",
 }
 
 
@@ -84,7 +86,16 @@ def _instance_specs(
          environment.restore_request(name), None, {}),
         ("redis-validate", name, f"Validate the newest backup of {name} ({env}) and a random sample.",
          environment.validate_request(name), schedules.validate_, {}),
+        ("redis-restore-test", name, f"Restore a backup of {name} ({env}) into a throwaway Redis and check "
+         "it against its manifest (and the data check); the instance is not touched.",
+         environment.restore_test_request(name), schedules.restore_test, {}),
     ]  # fmt: skip
+    if environment.drills is not None and config.has_files:
+        found.append(
+            ("redis-drill", name, f"RTO drill of {name} ({env}): KILLS its server, restores the latest "
+             "backup, verifies it and times the recovery against the target.",
+             environment.drill_request(name), schedules.drill, {})
+        )  # fmt: skip
     if config.has_files and (schedules.aof_backup or config.kind is BackupKind.AOF):
         found.append(
             ("redis-backup", f"{name}-aof", f"Back up the AOF files of {name} ({env}).",
@@ -148,4 +159,6 @@ def left_out(environment: EnvironmentConfig) -> list[str]:
             notes.append(f"{name} is not replicated: it has one location")
         if schedules.aof_backup and not config.has_files:
             notes.append(f"{name} has no AOF backup: its target gives no access to its files")
+        if environment.drills is not None and not config.has_files:
+            notes.append(f"{name} has no drill: its target cannot be killed and restored by file")
     return notes

@@ -29,10 +29,19 @@ from typing import Annotated, Any
 
 import yaml
 from cronsim import CronSim, CronSimError
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from redis_dr.config import (
     BackupRequest,
+    BackupSelector,
     EnvironmentName,
     SecretRef,
     SnapshotMode,
@@ -45,15 +54,18 @@ from redis_dr.config import (
     one_line,
     place,
 )
+from redis_dr.drill.request import DEFAULT_RTO_TARGET, DrillRequest
 from redis_dr.durations import Duration
 from redis_dr.errors import AccessDeniedError, ConfigError, NotFoundError
 from redis_dr.manifest import BackupKind
+from redis_dr.metrics.targets import MetricsTargets
 from redis_dr.pipeline import Compression
 from redis_dr.platforms.open import TargetSettings
 from redis_dr.platforms.target import parse_target
 from redis_dr.prune import PruneRequest
 from redis_dr.replicate import ReplicateRequest
-from redis_dr.restore.request import RestoreRequest, build_restore_request
+from redis_dr.restore.request import RestoreRequest, RestoreStrategy, build_restore_request
+from redis_dr.restore_test.request import RestoreTestRequest
 from redis_dr.retention import RetentionPolicy
 from redis_dr.run_tags import PROJECT_TAG
 from redis_dr.storage.location import redact_url
@@ -62,6 +74,7 @@ from redis_dr.validate import ValidateRequest
 _POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _RESERVED_TAG_PREFIXES = ("env:", "instance:")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,62}$")
+_BLOCK_REF = re.compile(r"^[a-z0-9][a-z0-9-]*/[a-z0-9][a-z0-9-]*$")
 
 
 def _check_cron(text: str) -> None:
@@ -77,6 +90,13 @@ def _check_cron(text: str) -> None:
 def _check_pool(name: str) -> None:
     if not _POOL_NAME.match(name):
         raise ConfigError(f"work pool name {name!r} is not allowed: letters, digits, '.', '_' or '-'")
+
+
+def _check_block_ref(text: str) -> None:
+    if not _BLOCK_REF.match(text):
+        raise ConfigError(
+            f"notification block {text!r}: write <block-type>/<name>, e.g. custom-webhook/redis-dr-oncall"
+        )
 
 
 def _check_tag(tag: str) -> None:
@@ -124,6 +144,12 @@ class Schedules(BaseModel):
     validate_: CronLine | None = Field(
         default=None, alias="validate", description="Validation of the newest backup (and a sample)."
     )
+    restore_test: CronLine | None = Field(
+        default=None, description="Restore test of a backup into a throwaway Redis (monthly: 0 4 1 * *)."
+    )
+    drill: CronLine | None = Field(
+        default=None, description="RTO drill: kill the instance's target and restore it (needs drills)."
+    )
 
 
 class ReplicationSettings(BaseModel):
@@ -148,6 +174,58 @@ class ValidationSettings(BaseModel):
     )
     all_locations: bool = Field(
         default=False, description="Validate in every location, not only the primary."
+    )
+
+
+class RestoreTestSettings(BaseModel):
+    """How the restore test of every instance runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backup: BackupSelector = Field(
+        default="latest", description="Which backup: latest, an id, a UTC time, or an age such as 7d-ago."
+    )
+    check: list[str] | None = Field(
+        default=None, description="A data check command run against the throwaway server (REDIS_URL)."
+    )
+    check_entry_point: str | None = Field(
+        default=None, description="A data check in Python (package.module:function), given the URL."
+    )
+    image: str | None = Field(
+        default=None, description="Run the throwaway Redis in a container of this image; else a process."
+    )
+    sample: int | None = Field(default=None, description="Keys sampled from the backup and checked.")
+    dbsize_tolerance: float | None = Field(
+        default=None, description="How far the restored key count may be from the live server's (0.05 = 5%)."
+    )
+
+
+class DrillSettings(BaseModel):
+    """An environment's RTO drills (`drills: true`, or these settings)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rto_target: Duration = Field(default=DEFAULT_RTO_TARGET, description="The recovery time objective.")
+    strategy: RestoreStrategy = Field(default=RestoreStrategy.FILE, description="file or replay.")
+
+
+def _drills(value: object) -> object:
+    if value is True:
+        return {}
+    if value is False:
+        return None
+    return value
+
+
+class NotificationSettings(BaseModel):
+    """Where Prefect automations send word of failed runs and missed backups."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    block: Annotated[str, AfterValidator(field_check(_check_block_ref))] | None = Field(
+        default=None,
+        description="A Prefect notification block, <block-type>/<name> (custom-webhook/redis-dr-oncall); "
+        "the webhook's URL and secrets stay in the block.",
     )
 
 
@@ -227,7 +305,20 @@ class EnvironmentConfig(BaseModel):
     retention: RetentionPolicy | None = None
     replication: ReplicationSettings = Field(default_factory=ReplicationSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    restore_test: RestoreTestSettings = Field(default_factory=RestoreTestSettings)
+    #: RTO drills are allowed (`true`, or settings); never on a protected environment.
+    drills: Annotated[DrillSettings | None, BeforeValidator(_drills)] = None
+    metrics: MetricsTargets = Field(default_factory=MetricsTargets)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     instances: dict[str, InstanceConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _no_drills_when_protected(self) -> EnvironmentConfig:
+        if self.protected and self.drills is not None:
+            raise ValueError("drills kill the server: a protected environment cannot allow them")
+        if self.schedules.drill and self.drills is None:
+            raise ValueError("schedules.drill is set but drills are not allowed: add 'drills: true'")
+        return self
 
     def instance(self, name: str) -> InstanceConfig:
         """One named instance; NotFoundError listing the known ones."""
@@ -332,6 +423,51 @@ class EnvironmentConfig(BaseModel):
         }
         fields.update({k: v for k, v in overrides.items() if v is not None})
         return build_model(ValidateRequest, **fields)
+
+    def restore_test_request(self, instance: str, **overrides: object) -> RestoreTestRequest:
+        """The restore test of one instance: the environment's settings, the live server to compare."""
+        config = self.instance(instance)
+        settings = self.restore_test.model_dump(exclude_none=True)
+        fields: dict[str, object] = {
+            "instance": instance,
+            "environment": self.environment,
+            "storage": config.urls,
+            "source_url": config.redis_url,
+            "password": config.password if config.redis_url else None,
+            "age_identity": config.age_identity,
+            **settings,
+        }
+        fields.update({k: v for k, v in overrides.items() if v is not None})
+        return build_model(RestoreTestRequest, **{k: v for k, v in fields.items() if v is not None})
+
+    def drill_request(self, instance: str, **overrides: object) -> DrillRequest:
+        """The RTO drill of one instance; refused where the environment does not allow drills."""
+        config = self.instance(instance)
+        if self.protected:
+            raise ConfigError(f"environment {self.environment} is protected: drills are refused there")
+        if self.drills is None:
+            raise ConfigError(
+                f"environment {self.environment} does not allow drills: add 'drills: true' to its file"
+            )
+        if not config.has_files:
+            raise ConfigError(
+                f"{instance} in {self.environment} has no local://, docker:// or compose:// target: "
+                "a drill kills and restores the target"
+            )
+        fields: dict[str, object] = {
+            "instance": instance,
+            "environment": self.environment,
+            "storage": config.urls,
+            "target": config.target,
+            "target_settings": config.target_settings,
+            "redis_url": config.redis_url,
+            "password": config.password,
+            "age_identity": config.age_identity,
+            "rto_target": self.drills.rto_target,
+            "strategy": self.drills.strategy,
+        }
+        fields.update({k: v for k, v in overrides.items() if v is not None})
+        return build_model(DrillRequest, **{k: v for k, v in fields.items() if v is not None})
 
 
 def load_environment(path: str | os.PathLike[str]) -> EnvironmentConfig:

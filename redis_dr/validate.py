@@ -15,13 +15,12 @@ errors are for what stopped the validation itself (no key, an unreachable locati
 from __future__ import annotations
 
 import random
-from datetime import datetime
-from typing import Annotated
+from datetime import UTC, datetime
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from redis_dr.catalog import Catalog, parse_timestamp
-from redis_dr.config import EnvironmentName, InstanceName, SecretRef, StorageList, field_check
+from redis_dr.catalog import Catalog, parse_selector_time
+from redis_dr.config import BackupSelector, EnvironmentName, InstanceName, SecretRef, StorageList
 from redis_dr.errors import AccessDeniedError, IntegrityError, NotFoundError, RedisDRError, TransientError
 from redis_dr.manifest import BACKUP_ID_PATTERN, Manifest, backup_id_for
 from redis_dr.restore.source import PRE_RESTORE_LABEL
@@ -32,15 +31,6 @@ from redis_dr.storage.location import redact_url
 MAX_SAMPLE = 100
 #: The backup id of a verdict on a whole location (it could not be read).
 NO_BACKUP = "-"
-
-
-def _check_selector(selector: str) -> None:
-    selector = selector.strip()
-    if selector != "latest" and not BACKUP_ID_PATTERN.match(selector):
-        parse_timestamp(selector)  # ConfigError naming the accepted forms
-
-
-BackupSelector = Annotated[str, AfterValidator(field_check(_check_selector))]
 
 
 class ValidateRequest(BaseModel):
@@ -169,7 +159,8 @@ def choose_backups(
             raise NotFoundError(f"no backup {selector}{where}")
         newest_id = selector
     else:
-        cutoff = None if selector == "latest" else backup_id_for(parse_timestamp(selector))
+        now = datetime.now(UTC)
+        cutoff = None if selector == "latest" else backup_id_for(parse_selector_time(selector, now))
         eligible = [m for m in manifests if cutoff is None or m.id <= cutoff]
         target = next((m for m in eligible if PRE_RESTORE_LABEL not in m.labels), None)
         if target is None:

@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis_dr.config import AGE_IDENTITY_ENV
-from redis_dr.fetch import identities_from_env
-from redis_dr.pipeline import parse_identities
 from redis_dr.platforms.base import Platform
 from redis_dr.platforms.open import open_platform
 from redis_dr.redis.connection import RedisEndpoint
@@ -17,7 +15,7 @@ from redis_dr.restore.plan import RestorePlan
 from redis_dr.restore.preflight import inspect_target, make_plan
 from redis_dr.restore.request import RestoreRequest
 from redis_dr.restore.source import SourceRef, choose_backup
-from tasks.secrets import redis_endpoint, resolve_secret
+from tasks.secrets import age_identities, redis_endpoint, resolve_secret
 
 
 def target_platform(request: RestoreRequest) -> Platform | None:
@@ -42,9 +40,7 @@ def target_endpoint(request: RestoreRequest, platform: Platform | None) -> Redis
 
 def identities(request: RestoreRequest) -> list[Any]:
     """age identities for encrypted backups: the Secret named in the request, else the environment."""
-    if request.age_identity is not None:
-        return parse_identities(resolve_secret(request.age_identity))
-    return identities_from_env()
+    return age_identities(request.age_identity)
 
 
 def find_backup(request: RestoreRequest) -> SourceRef:

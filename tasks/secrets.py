@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from redis_dr.config import PASSWORD_ENV, SecretRef
 from redis_dr.errors import ConfigError
+from redis_dr.fetch import identities_from_env
+from redis_dr.pipeline import parse_identities
 from redis_dr.redis.connection import RedisEndpoint
 
 
@@ -31,3 +34,8 @@ def redis_endpoint(url: str, password: SecretRef | None) -> RedisEndpoint:
     if password is not None:
         env[PASSWORD_ENV] = resolve_secret(password)
     return RedisEndpoint.from_url(url, env=env)
+
+
+def age_identities(ref: SecretRef | None) -> list[Any]:
+    """age identities to decrypt backups: from the referenced secret, else REDIS_DR_AGE_IDENTITY."""
+    return parse_identities(resolve_secret(ref)) if ref is not None else identities_from_env()

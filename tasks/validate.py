@@ -9,14 +9,12 @@ and it reruns the whole check of that backup. No postponed annotations here
 from prefect import task
 
 from redis_dr.config import SecretRef
-from redis_dr.fetch import identities_from_env
 from redis_dr.manifest import Manifest
-from redis_dr.pipeline import parse_identities
 from redis_dr.storage import open_storage
 from redis_dr.validate import BackupCheck, Selection, ValidateRequest, select_backups
 from redis_dr.validate_backup import check_backup
 from tasks.policy import RETRY_POLICY, STREAM_SECONDS
-from tasks.secrets import resolve_secret
+from tasks.secrets import age_identities
 
 
 # One page of ids at a time, then one manifest read per backup: as many storage calls as there
@@ -40,7 +38,7 @@ def select_to_validate(request: ValidateRequest, url: str) -> Selection:
 def validate_backup(url: str, manifest: Manifest, age_identity: SecretRef | None = None) -> BackupCheck:
     """Read one backup back whole and check it; age identities from `age_identity`, else
     REDIS_DR_AGE_IDENTITY."""
-    identities = parse_identities(resolve_secret(age_identity)) if age_identity else identities_from_env()
+    identities = age_identities(age_identity)
     storage = open_storage(url)
     try:
         return check_backup(storage, manifest, identities)

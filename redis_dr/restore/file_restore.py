@@ -65,7 +65,7 @@ def stage(
     Returns the keys sampled from the backup's RDB on the way (for an AOF backup, from
     its base file when that is an RDB), or why there are none.
     """
-    sampled, sample = _sampled_file(source.manifest)
+    sampled, sample = sampled_file(source.manifest)
     counter: RdbCounter | None = None
     try:
         for name, stored in placement.files.items():
@@ -80,11 +80,11 @@ def stage(
         platform.discard_staging(tag)
         raise
     if counter is not None:
-        sample = _sample_of(counter, sampled, sample)
+        sample = sample_of(counter, sampled, sample)
     return sample
 
 
-def _sampled_file(manifest: Manifest) -> tuple[StoredFile | None, KeySample]:
+def sampled_file(manifest: Manifest) -> tuple[StoredFile | None, KeySample]:
     """The backup file to sample keys from, and the sample as far as the manifest tells."""
     if manifest.kind is not BackupKind.AOF:
         return manifest.files[0], KeySample()
@@ -104,7 +104,7 @@ def _sampled_file(manifest: Manifest) -> tuple[StoredFile | None, KeySample]:
     return base, KeySample(later_writes=later if incr else None)
 
 
-def _sample_of(counter: RdbCounter, stored: StoredFile | None, sample: KeySample) -> KeySample:
+def sample_of(counter: RdbCounter, stored: StoredFile | None, sample: KeySample) -> KeySample:
     """The sample the scan took, saying so when the scan did not read the whole RDB."""
     keys = counter.samples()
     missing = None

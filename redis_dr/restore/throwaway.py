@@ -84,16 +84,23 @@ def local_redis_version() -> str:
 
 @contextlib.contextmanager
 def load_throwaway(
-    rdb_chunks: Iterable[bytes], *, work_dir: Path | None = None, startup_timeout: float | None = None
+    rdb_chunks: Iterable[bytes],
+    *,
+    work_dir: Path | None = None,
+    startup_timeout: float | None = None,
+    socket_only: bool = False,
 ) -> Iterator[Throwaway]:
     """Write `rdb_chunks` as dump.rdb in a new directory under `work_dir`, start a redis-server on it,
     wait for `loading:0`, and yield the loaded `Throwaway`; stop it and remove the directory on exit.
+
+    `socket_only`: no TCP port and no password, only the unix socket in its private 0700
+    directory (a URL without a secret, for a data check run as another program).
 
     Raises UnsupportedError (both versions named) before writing more than the header when the
     file is newer than the local redis-server reads, IntegrityError when the server cannot load
     it (its log's last line given), StorageFullError when `work_dir` fills up.
     """
-    with _throwaway(work_dir, startup_timeout) as (data_dir, start):
+    with _throwaway(work_dir, startup_timeout, socket_only=socket_only) as (data_dir, start):
         version, size = _write_rdb(rdb_chunks, data_dir / "dump.rdb", local_redis_version())
         yield start(version, size, {"appendonly": "no"})
 
@@ -104,10 +111,11 @@ def load_throwaway_aof(
     *,
     work_dir: Path | None = None,
     startup_timeout: float | None = None,
+    socket_only: bool = False,
 ) -> Iterator[Throwaway]:
     """The same for a multi-part AOF backup: `files` are (name in the AOF directory, chunks), the
     manifest among them (`<appendfilename>.manifest`); the server starts with appendonly on."""
-    with _throwaway(work_dir, startup_timeout) as (data_dir, start):
+    with _throwaway(work_dir, startup_timeout, socket_only=socket_only) as (data_dir, start):
         aof_dir = data_dir / "appendonlydir"
         aof_dir.mkdir()
         version, size, manifest = 0, 0, None
@@ -133,7 +141,7 @@ def load_throwaway_aof(
 
 @contextlib.contextmanager
 def _throwaway(
-    work_dir: Path | None, startup_timeout: float | None
+    work_dir: Path | None, startup_timeout: float | None, *, socket_only: bool = False
 ) -> Iterator[tuple[Path, Callable[[int, int, dict[str, str]], Throwaway]]]:
     """A private data directory, and a function that starts the server on what was written there."""
     local_version = local_redis_version()
@@ -147,7 +155,15 @@ def _throwaway(
         config = {"databases": str(THROWAWAY_DATABASES), "rdbcompression": "no", **persistence}
         if len(str(socket_path)) < _MAX_SOCKET_PATH:
             config.update(unixsocket=str(socket_path), unixsocketperm="700")
-        server = RedisServer(config, password=secrets.token_hex(16), data_dir=data_dir)
+        elif socket_only:
+            raise UnsupportedError(f"the socket path {socket_path} is too long for a unix socket")
+        server = RedisServer(
+            config,
+            password=None if socket_only else secrets.token_hex(16),
+            data_dir=data_dir,
+            tcp=not socket_only,
+            die_with_parent=True,  # no throwaway outlives a killed run
+        )
         servers.append(server)
         started = time.monotonic()
         timeout = startup_timeout or _LOAD_GRACE + size / _SLOW_LOAD_RATE

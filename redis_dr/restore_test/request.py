@@ -18,6 +18,7 @@ from redis_dr.config import (
 )
 
 _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENTRY_POINT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -33,6 +34,12 @@ def _check_command(argv: list[str]) -> list[str]:
     if any("\x00" in part for part in argv):
         raise ValueError("a check command's arguments cannot hold NUL bytes")
     return argv
+
+
+def _check_env_name(name: str) -> str:
+    if not _ENV_NAME.match(name):
+        raise ValueError(f"{name!r} is not an environment variable name")
+    return name
 
 
 def _check_entry_point(text: str) -> str:
@@ -58,12 +65,17 @@ class RestoreTestRequest(BaseModel):
     check: Annotated[list[str], AfterValidator(_check_command)] | None = Field(
         default=None,
         description="A data check run against the throwaway server: program and arguments (no shell). "
-        "Its URL is in REDIS_URL and replaces {url} in the arguments; exit 0 passes.",
+        "Its URL is in REDIS_URL and {url}, its socket in REDIS_SOCKET and {socket}; exit 0 passes.",
     )
     check_entry_point: Annotated[str, AfterValidator(_check_entry_point)] | None = Field(
         default=None,
         description="A data check in Python, package.module:function, called with the throwaway's URL; "
         "it returns True/False or (ok, message), or raises.",
+    )
+    check_env: list[Annotated[str, AfterValidator(_check_env_name)]] = Field(
+        default_factory=list,
+        description="Environment variables of the worker passed to the check command (it gets only PATH, "
+        "HOME, locale and time zone otherwise: never the worker's secrets unless named here).",
     )
     check_timeout_seconds: int = Field(default=300, ge=1, le=86400, description="How long the check may run.")
     image: Annotated[str, AfterValidator(_check_image)] | None = Field(

@@ -1,9 +1,11 @@
-"""A throwaway redis-server process on a free loopback port."""
+"""A throwaway redis-server process on a free loopback port (or only on a unix socket)."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -17,6 +19,8 @@ from redis.retry import Retry
 from redis_dr.errors import ConfigError
 from redis_dr.sandbox.ports import free_port, wait_for_port
 from redis_dr.sandbox.processes import stop_process
+
+_PR_SET_PDEATHSIG = 1
 
 
 def find_redis_binary(name: str = "redis-server") -> str:
@@ -33,7 +37,10 @@ class RedisServer:
     """Start a redis-server in its own directory; stop it and remove the directory on exit.
 
     `config` lines are passed as command-line options (`{"save": ""}` becomes
-    `--save ""`). The server binds 127.0.0.1 only.
+    `--save ""`). The server binds 127.0.0.1 only; with `tcp=False` it listens on
+    no port at all, only on the `unixsocket` its config names. With
+    `die_with_parent`, the kernel kills it when the thread that started it ends
+    (even by SIGKILL), so that no server outlives a killed run.
     """
 
     def __init__(
@@ -43,8 +50,14 @@ class RedisServer:
         password: str | None = None,
         data_dir: Path | None = None,
         port: int | None = None,
+        tcp: bool = True,
+        die_with_parent: bool = False,
     ) -> None:
-        self.port = port or free_port()
+        if not tcp and not (config or {}).get("unixsocket"):
+            raise ValueError("a server without TCP needs a unixsocket in its config")
+        self.tcp = tcp
+        self.die_with_parent = die_with_parent
+        self.port = (port or free_port()) if tcp else 0
         self.password = password
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="redis-dr-redis-"))
@@ -53,7 +66,9 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        """redis:// URL without credentials."""
+        """redis:// URL without credentials (unix:// for a server without TCP)."""
+        if not self.tcp:
+            return f"unix://{self.config['unixsocket']}"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 30.0) -> RedisServer:
@@ -78,16 +93,22 @@ class RedisServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if self.die_with_parent else None,
         )
         try:
-            wait_for_port(self.port, timeout)
             deadline = time.monotonic() + timeout
+            if self.tcp:
+                wait_for_port(self.port, timeout)
             while True:
                 try:
                     self.client().ping()
                     break
                 except redis.BusyLoadingError:
                     if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+                except redis.ConnectionError:  # a unix socket not there yet
+                    if self.tcp or time.monotonic() > deadline or self._process.poll() is not None:
                         raise
                     time.sleep(0.05)
         except BaseException:
@@ -97,6 +118,9 @@ class RedisServer:
 
     def client(self, **kwargs: object) -> redis.Redis:
         """A redis-py client for this server (admin credentials)."""
+        if not self.tcp:
+            socket_path = self.config["unixsocket"]
+            return redis.Redis(unix_socket_path=socket_path, password=self.password, **kwargs)  # type: ignore[arg-type]
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, **kwargs)  # type: ignore[arg-type]
 
     def log(self) -> str:
@@ -129,3 +153,9 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the parent thread dies (Linux prctl PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -33,16 +33,21 @@ def test_production_backs_up_hourly_keeps_the_runbooks_generations_and_copies_tw
         "redis-backup/production-sessions-aof",
         "redis-prune/production-sessions",
         "redis-replicate/production-sessions",
+        "redis-restore-test/production-sessions",
         "redis-restore/production-sessions",
         "redis-validate/production-sessions",
     ]
     assert crons(specs["redis-backup/production-sessions"]) == [("0 * * * *", "Europe/Berlin")]
     assert crons(specs["redis-backup/production-sessions-aof"]) == [("0 2 * * *", "Europe/Berlin")]
     assert crons(specs["redis-validate/production-sessions"]) == [("0 3 * * *", "Europe/Berlin")]
+    assert crons(specs["redis-restore-test/production-sessions"]) == [("0 4 1 * *", "Europe/Berlin")]
+    assert specs["redis-restore-test/production-sessions"].parameters["request"]["backup"] == "7d-ago"
     assert crons(specs["redis-restore/production-sessions"]) == []  # on demand only
     backup = specs["redis-backup/production-sessions"].parameters["request"]
     assert backup["environment"] == "production" and len(backup["storage"]) == 3
-    assert backup["storage"][1].startswith("s3://sva-backups-eu-west-1/") and backup["storage"][2].startswith("gs://")
+    assert backup["storage"][1].startswith("s3://sva-backups-eu-west-1/") and backup["storage"][2].startswith(
+        "gs://"
+    )
     assert specs["redis-backup/production-sessions-aof"].parameters["request"]["kind"] == "aof"
     # Each location is pruned with its own policy: the primary keeps 24 hourly, 7 daily, 4 weekly, 12 monthly.
     prune = specs["redis-prune/production-sessions"]
@@ -74,6 +79,10 @@ def test_staging_backs_up_every_six_hours_and_keeps_thirty_days() -> None:
     assert "redis-replicate/staging-sessions" not in specs  # one location: nothing to copy to
     assert not staging.protected and "protected" not in specs["redis-restore/staging-sessions"].tags
     assert "protected" not in specs["redis-restore/staging-sessions"].parameters["request"]
+    assert crons(specs["redis-drill/staging-sessions"]) == [("0 5 1 * *", "Europe/Berlin")]
+    drill = specs["redis-drill/staging-sessions"].parameters["request"]
+    assert drill["target"] == "compose://sessions-staging/redis" and drill["environment"] == "staging"
+    assert staging.drill_request("sessions").rto_target == timedelta(minutes=5)
 
 
 def test_every_flow_of_an_instance_shares_one_lease() -> None:
@@ -88,7 +97,10 @@ def write(tmp_path: Path, data: object) -> Path:
     return path
 
 
-MINIMAL = {"environment": "qa", "instances": {"sessions": {"redis_url": "redis://h:1/0", "storage": "file:///b"}}}
+MINIMAL = {
+    "environment": "qa",
+    "instances": {"sessions": {"redis_url": "redis://h:1/0", "storage": "file:///b"}},
+}
 
 
 @pytest.mark.parametrize(
@@ -102,6 +114,13 @@ MINIMAL = {"environment": "qa", "instances": {"sessions": {"redis_url": "redis:/
         ({"retention": {"keep_daily": 0}}, "retention.keep_daily"),
         ({"retention": {"keep_within": "a month"}}, "retention.keep_within"),
         ({"replication": {"max_lag": "2 hours"}}, "replication.max_lag"),
+        ({"protected": True, "drills": True}, "a protected environment cannot allow them"),
+        ({"schedules": {"drill": "0 5 1 * *"}}, "drills are not allowed: add 'drills: true'"),
+        ({"drills": {"rto_target": "five minutes"}}, "drills.rto_target"),
+        ({"metrics": {"pushgateway": "http://u:p@h:9091"}}, "the pushgateway URL holds credentials"),
+        ({"metrics": {"textfile_dir": "relative/dir"}}, "give an absolute path"),
+        ({"notifications": {"block": "https://hooks.example/x"}}, "write <block-type>/<name>"),
+        ({"restore_test": {"backup": "last week"}}, "is neither 'latest'"),
     ],
 )
 def test_a_bad_setting_is_refused_in_one_line_naming_it(
@@ -141,7 +160,10 @@ def test_only_locations_with_a_policy_are_pruned_and_a_named_one_without_is_refu
 
 
 def test_what_a_schedule_cannot_apply_to_is_said(tmp_path: Path) -> None:
-    data = {**MINIMAL, "schedules": {"prune": "0 * * * *", "replicate": "0 * * * *", "aof_backup": "0 2 * * *"}}
+    data = {
+        **MINIMAL,
+        "schedules": {"prune": "0 * * * *", "replicate": "0 * * * *", "aof_backup": "0 2 * * *"},
+    }
     environment = load_environment(write(tmp_path, data))
     assert left_out(environment) == [
         "sessions is not pruned: none of its locations has a retention policy",

@@ -1,0 +1,131 @@
+"""The pluggable data check: the application's own test, run against the throwaway server.
+
+A command (argv, no shell) gets the throwaway's URL (`unix:///...`) in
+`REDIS_URL` and in place of `{url}` in its arguments, and its socket's path in
+`REDIS_SOCKET` and `{socket}` (`redis-cli -s {socket} ...`); exit 0 passes. Its environment is a clean one:
+PATH, HOME, the locale and time zone, plus the variables the request names in
+`check_env`, never the worker's secrets (REDIS_PASSWORD, cloud keys). A Python
+entry point (`package.module:function`) is called with the URL and returns
+True/False, `(ok, message)`, or raises. The report keeps the exit status and the
+last line the check printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+from redis_dr.errors import ConfigError
+
+#: The worker's variables every check gets (no secrets among them).
+BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
+URL_ENV = "REDIS_URL"
+SOCKET_ENV = "REDIS_SOCKET"
+URL_PLACEHOLDER = "{url}"
+SOCKET_PLACEHOLDER = "{socket}"
+UNIX_SCHEME = "unix://"
+_TAIL_BYTES = 64 * 1024
+_LINE_CHARS = 300
+
+
+class DataCheckResult(BaseModel):
+    """What the data check said."""
+
+    check: str  # the command or entry point, for the report
+    passed: bool
+    exit_status: int | None = None  # a command's; None for an entry point
+    last_line: str = ""
+    seconds: float = 0.0
+
+
+def run_command_check(
+    argv: list[str], url: str, *, timeout: float, env: Mapping[str, str] | None = None, passthrough: list[str]
+) -> DataCheckResult:
+    """Run the check command against `url`; a missing program is a ConfigError, a timeout a failure."""
+    source = os.environ if env is None else env
+    child_env = {name: source[name] for name in (*BASE_ENV, *passthrough) if name in source}
+    socket = url.removeprefix(UNIX_SCHEME).split("?", 1)[0]
+    child_env.update({URL_ENV: url, SOCKET_ENV: socket})
+    args = [part.replace(URL_PLACEHOLDER, url).replace(SOCKET_PLACEHOLDER, socket) for part in argv]
+    shown = " ".join(argv)
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as output:
+        try:
+            process = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                env=child_env, start_new_session=True,
+            )  # fmt: skip
+        except FileNotFoundError:
+            raise ConfigError(f"data check {argv[0]!r} not found: give the program's path") from None
+        except PermissionError:
+            raise ConfigError(f"data check {argv[0]!r} is not executable") from None
+        try:
+            status: int | None = process.wait(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            status, timed_out = None, True
+        except BaseException:  # interrupted: the check does not outlive the test
+            _kill_group(process)
+            raise
+        line = _last_line(output)
+    seconds = time.monotonic() - started
+    if timed_out:
+        line = f"timed out after {timeout:.0f} s" + (f"; last said: {line}" if line else "")
+    return DataCheckResult(
+        check=shown, passed=status == 0, exit_status=status, last_line=line, seconds=seconds
+    )
+
+
+def run_entry_point_check(entry_point: str, url: str) -> DataCheckResult:
+    """Call `package.module:function(url)`; an import failure is a ConfigError, a raise a failure."""
+    module_name, _, function_name = entry_point.partition(":")
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"data check {entry_point!r} cannot be loaded: {exc}") from None
+    started = time.monotonic()
+    try:
+        answer: Any = function(url)
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:_LINE_CHARS]
+        return DataCheckResult(
+            check=entry_point, passed=False, last_line=message, seconds=time.monotonic() - started
+        )
+    seconds = time.monotonic() - started
+    if isinstance(answer, tuple) and len(answer) == 2:
+        ok, message = answer
+        return DataCheckResult(
+            check=entry_point, passed=bool(ok), last_line=str(message)[:_LINE_CHARS], seconds=seconds
+        )
+    if isinstance(answer, bool):
+        return DataCheckResult(check=entry_point, passed=answer, last_line="", seconds=seconds)
+    return DataCheckResult(
+        check=entry_point,
+        passed=False,
+        last_line=f"returned {type(answer).__name__}, not True/False or (ok, message)",
+        seconds=seconds,
+    )
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _last_line(output: Any) -> str:
+    """The last non-empty line the check printed (from its last 64 KiB), shortened."""
+    size = output.seek(0, os.SEEK_END)
+    output.seek(max(0, size - _TAIL_BYTES))
+    lines = [line.strip() for line in output.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    return lines[-1][:_LINE_CHARS] if lines else ""
