@@ -60,8 +60,8 @@ from tasks.run_logs import RunLog, one_line_errors
 
 
 class DrillAbortedError(PermanentError):
-    """The drill stopped before its figures were complete (refused, or the restore failed);
-    keeps the exit code of its cause."""
+    """The drill stopped before its figures were complete, for a cause whose error type carries
+    more than a message (e.g. a replay's VerificationError); keeps the cause's exit code."""
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
@@ -272,21 +272,29 @@ def _explained(run: DrillRun, exc: RedisDRError) -> RedisDRError:
     if not run.killed:
         untouched = "nothing was touched" in str(exc)
         note = "" if untouched else "; nothing was touched (the target was not killed)"
-        return DrillAbortedError(f"drill of {run.request.instance} stopped at {run.where()}: {exc}{note}",
-                                 exit_code=exc.exit_code)  # fmt: skip
+        return _same_kind(exc, f"drill of {run.request.instance} stopped at {run.where()}: {exc}{note}")
     if isinstance(exc, VerificationError) and run.restore_run is not None:
         run.restore_run.report = exc.report
     if run.recovered:
-        return DrillAbortedError(
+        return _same_kind(
+            exc,
             f"drill of {run.request.instance} stopped at {run.where()}: {exc}; the target was restored and "
             "verified, but the drill's figures are incomplete",
-            exit_code=exc.exit_code,
         )
-    return DrillAbortedError(
+    return _same_kind(
+        exc,
         f"drill of {run.request.instance} FAILED at {run.where()} after the kill: {exc}; "
         + hand_restore_hint(run),
-        exit_code=exc.exit_code,
     )
+
+
+def _same_kind(exc: RedisDRError, message: str) -> RedisDRError:
+    """An error of the same type as `exc` (so the same exit code) with this message; when that type
+    carries more than a message, a DrillAbortedError with its exit code."""
+    try:
+        return type(exc)(message)
+    except Exception:
+        return DrillAbortedError(message, exit_code=exc.exit_code)
 
 
 def _record_failure(run: DrillRun, failure: str, log: RunLog) -> None:

@@ -72,7 +72,7 @@ def failures(*, rto_seconds: float, rto_target_seconds: float, point: RecoveryPo
         )
     if rto_seconds > rto_target_seconds:
         problems.append(
-            f"RTO {format_seconds(rto_seconds)} is over the target of {format_seconds(rto_target_seconds)}"
+            f"RTO {rto_seconds:.1f} s is over the target of {format_seconds(rto_target_seconds)}"
         )
     return problems
 
