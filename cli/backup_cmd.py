@@ -7,7 +7,7 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
-from cli.common import move_password_to_env
+from cli.common import add_metrics_arguments, metrics_from_args, move_password_to_env
 from cli.output import enable_progress_bars, say
 from cli.prefect_runtime import prefect_api
 from redis_dr.backup import describe_files
@@ -51,6 +51,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--dump-path", help="bgsave mode: path of the server's dump.rdb")
     parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="label to record")
+    add_metrics_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -115,6 +116,7 @@ def _split_label(text: str) -> tuple[str, str]:
 def run(args: argparse.Namespace) -> int:
     """Run the backup flow in this process and report the committed backup."""
     request = request_from_args(args)
+    metrics = metrics_from_args(args)
     primary, *copies = request.storage
     say(
         f"backing up {request.instance} from {request.source()} ({request.how()}, "
@@ -125,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         enable_progress_bars()
         from flows.backup import backup
 
-        manifest = backup(request)
+        manifest = backup(request, metrics=metrics)
     say(
         f"committed backup {manifest.id}: {manifest.source.total_keys:,} keys, "
         f"{human_size(manifest.raw_size)} {describe_files(manifest)} -> "

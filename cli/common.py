@@ -15,6 +15,7 @@ from redis_dr.config import PASSWORD_ENV, one_line
 from redis_dr.environment import load_environment
 from redis_dr.errors import AccessDeniedError, ConfigError, NotFoundError, TransientError
 from redis_dr.manifest import Manifest
+from redis_dr.metrics.targets import PUSHGATEWAY_ENV, TEXTFILE_DIR_ENV, MetricsTargets
 from redis_dr.redis.connection import split_password
 from redis_dr.storage import Storage, open_storage
 
@@ -113,3 +114,35 @@ def flag_line(exc: ValidationError, flags: Mapping[str, str]) -> str:
         return message  # about the request as a whole: it names what it is about
     flag = flags.get(str(location[0]))
     return one_line(exc) if flag is None else f"{flag}: {message}"
+
+
+#: The flag each field of MetricsTargets comes from.
+METRICS_FLAGS = {"pushgateway": "--pushgateway", "textfile_dir": "--textfile-dir"}
+
+
+def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    """--pushgateway URL and --textfile-dir DIR: where the run's metrics go."""
+    group = parser.add_argument_group(
+        "metrics", f"where the run's metrics go (default: the environment file's metrics, else "
+        f"{PUSHGATEWAY_ENV} / {TEXTFILE_DIR_ENV}); a sink that fails is a warning, never the run's failure",
+    )  # fmt: skip
+    group.add_argument(
+        "--pushgateway", metavar="URL", action=OnlyOnce, help="Prometheus Pushgateway, e.g. http://host:9091"
+    )
+    group.add_argument(
+        "--textfile-dir", metavar="DIR", action=OnlyOnce,
+        help="node_exporter's textfile collector directory (files written atomically)",
+    )  # fmt: skip
+
+
+def metrics_from_args(args: argparse.Namespace) -> MetricsTargets | None:
+    """The environment file's metrics with the flags over them; None when neither says anything
+    (the flow then asks the environment variables). A bad flag is one line naming it."""
+    base = load_environment(args.env_file).metrics if getattr(args, "env_file", None) else MetricsTargets()
+    given = {field: getattr(args, field) for field in METRICS_FLAGS if getattr(args, field, None) is not None}
+    if not given and base == MetricsTargets():
+        return None
+    try:
+        return MetricsTargets.model_validate({**base.model_dump(), **given})
+    except ValidationError as exc:
+        raise ConfigError(flag_line(exc, METRICS_FLAGS)) from None

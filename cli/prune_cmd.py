@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cli.common import OnlyOnce, flag_line
+from cli.common import OnlyOnce, add_metrics_arguments, flag_line, metrics_from_args
 from cli.output import print_table, say
 from cli.prefect_runtime import prefect_api
 from redis_dr.environment import load_environment
@@ -72,6 +72,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--timezone", metavar="ZONE", help="count periods in this IANA zone (default UTC)")
     parser.add_argument("--apply", action="store_true", help="remove them (default: only list them)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of objects on stdout")
+    add_metrics_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -124,6 +125,7 @@ def request_from_args(args: argparse.Namespace) -> PruneRequest:
 def run(args: argparse.Namespace) -> int:
     """Run the prune flow in this process and print each backup's action and reasons."""
     request = request_from_args(args)
+    metrics = metrics_from_args(args)
     dry = "" if request.apply else " (dry run)"
     for location in request.locations:
         where = redact_url(location.url)
@@ -131,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     with prefect_api():
         from flows.prune import prune
 
-        outcome = prune(request)
+        outcome = prune(request, metrics=metrics)
     from flows.prune_report import action_text, item_text, parse_time, report_rows, summary_line, when
 
     rows: list[dict[str, Any]] = []

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cli.common import OnlyOnce, flag_line
+from cli.common import OnlyOnce, add_metrics_arguments, flag_line, metrics_from_args
 from cli.output import say
 from cli.prefect_runtime import prefect_api
 from redis_dr.environment import load_environment
@@ -41,6 +41,7 @@ def register(sub: Any) -> None:
         "--parallel", type=int, metavar="N", help=f"copies at once (1-{MAX_PARALLEL}, default 4)"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    add_metrics_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -78,11 +79,12 @@ FLAGS = {"source": "--storage", "destinations": "--to", "max_lag": "--max-lag", 
 def run(args: argparse.Namespace) -> int:
     """Run the replicate flow in this process; one line per destination, or the result as JSON."""
     request = request_from_args(args)
+    metrics = metrics_from_args(args)
     say(f"replicating {request.instance} from {request.source} to {len(request.destinations)} location(s)")
     with prefect_api():
         from flows.replicate import replicate
 
-        result = replicate(request)
+        result = replicate(request, metrics=metrics)
     if args.json:
         print(result.model_dump_json(indent=2))
     else:

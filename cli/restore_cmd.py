@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from cli.common import move_password_to_env
+from cli.common import add_metrics_arguments, metrics_from_args, move_password_to_env
 from cli.output import enable_progress_bars, say
 from cli.prefect_runtime import prefect_api, start_temporary_api_early
 from redis_dr.environment import load_environment
@@ -63,6 +63,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--yes", action="store_true", help="approve the plan without asking")
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
+    add_metrics_arguments(parser)
     parser.set_defaults(run=run, interrupted=INTERRUPTED)
 
 
@@ -123,6 +124,7 @@ def confirm(plan: RestorePlan, request: RestoreRequest, yes: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     """Plan, confirm, restore, report."""
     request = request_from_args(args)
+    metrics = metrics_from_args(args)
     tag = new_tag()
     # With --yes nobody is asked: the temporary Prefect API starts now and its ~3 s overlap the
     # plan (it holds a lock on PREFECT_HOME until it answers, so it never waits for a person).
@@ -138,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
             enable_progress_bars()
             from flows.restore import restore
 
-            outcome = restore(request, approved=True, tag=tag)
+            outcome = restore(request, approved=True, tag=tag, metrics=metrics)
     finally:
         if early is not None:
             early.stop()

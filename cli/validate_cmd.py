@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cli.common import add_metrics_arguments, metrics_from_args
 from cli.output import enable_progress_bars, say
 from cli.prefect_runtime import prefect_api
 from redis_dr.config import AGE_IDENTITY_ENV, one_line
@@ -44,6 +45,7 @@ def register(sub: Any) -> None:
         help=f"also validate N random older backups in each location (0-{MAX_SAMPLE})",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the verdicts as a JSON array")
+    add_metrics_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -79,6 +81,7 @@ def report(checks: list[BackupCheck], as_json: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the validate flow; exit 5 (or what stopped a check) when any backup failed."""
     request = request_from_args(args)
+    metrics = metrics_from_args(args)
     identities_from_env()  # a malformed key is refused before anything starts
     sample = f", plus {request.sample} older at random" if request.sample else ""
     where = ", ".join(redact_url(url) for url in request.storage)
@@ -88,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         from flows.validate import validate
 
         try:
-            result = validate(request)
+            result = validate(request, metrics=metrics)
         except ValidationFailed as exc:
             report(exc.checks, args.json)
             raise

@@ -28,7 +28,9 @@ from flows.run_names import run_name_for
 from redis_dr.catalog import Reservation
 from redis_dr.config import BackupRequest
 from redis_dr.errors import RedisDRError
-from redis_dr.manifest import Manifest
+from redis_dr.manifest import BackupKind, Manifest
+from redis_dr.metrics.model import Operation, RunMetrics, RunTimer
+from redis_dr.metrics.targets import MetricsTargets
 from tasks.backup import (
     allocate_backup_id,
     check_redis,
@@ -37,20 +39,23 @@ from tasks.backup import (
     discard_uncommitted,
     snapshot_to_storage,
 )
+from tasks.metrics import report_metrics
 from tasks.run_logs import RunLog, one_line_errors
 
 
 @flow(name="redis-backup", flow_run_name=run_name_for("backup"), validate_parameters=True)
-def backup(request: BackupRequest) -> Manifest:
+def backup(request: BackupRequest, metrics: MetricsTargets | None = None) -> Manifest:
     """Back up one Redis instance to its primary storage location, then copy it to every other.
 
     A failed run ends with its error's one line as the state message and leaves
     an artifact that says where it stopped. A failed copy does not stop the
-    other copies, nor undo the committed primary backup.
+    other copies, nor undo the committed primary backup. `metrics`: where the
+    run's metrics go (empty: REDIS_DR_PUSHGATEWAY / REDIS_DR_TEXTFILE_DIR, if set).
     """
     one_line_errors()
     log = get_run_logger()
     run = BackupRun(request)
+    timer = RunTimer()
     try:
         with instance_lease(request.environment, request.instance):
             manifest = back_up(run, log)
@@ -58,15 +63,34 @@ def backup(request: BackupRequest) -> Manifest:
     except RedisDRError as exc:
         log.error("backup of %s failed at %s: %s", request.instance, run.step, exc)
         publish_artifact(run, error=str(exc))
+        report_metrics(metrics, backup_metrics(run, timer), log)
         # Prefect takes a returned state as the run's final state: the UI shows this one
         # line (not "Flow run encountered an exception: ..."), and calling the flow still
         # raises `exc` itself, so the CLI keeps its exit code.
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
     except Exception as exc:  # a bug: the artifact says where, Prefect keeps the traceback
         publish_artifact(run, error=f"unexpected {type(exc).__name__}: {exc}")
+        report_metrics(metrics, backup_metrics(run, timer), log)
         raise
     publish_artifact(run)
+    report_metrics(metrics, backup_metrics(run, timer), log)
     return manifest
+
+
+def backup_metrics(run: BackupRun, timer: RunTimer) -> list[RunMetrics]:
+    """Per location: done (committed there, or copied and verified) or not; a success's size and keys."""
+    request, manifest = run.request, run.manifest
+    operation = Operation.AOF_BACKUP if request.kind is BackupKind.AOF else Operation.BACKUP
+    metrics = []
+    for location in run.locations:
+        done = manifest is not None and not location.failed and location.outcome != "not attempted"
+        metrics.append(timer.metrics(
+            operation, request.environment, request.instance, location.url, succeeded=done,
+            primary=location.primary,
+            size_bytes=manifest.stored_size if done and manifest else None,
+            keys=manifest.source.total_keys if done and manifest else None,
+        ))  # fmt: skip
+    return metrics
 
 
 def back_up(run: BackupRun, log: RunLog) -> Manifest:

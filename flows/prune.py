@@ -17,17 +17,25 @@ from flows.lease import instance_lease
 from flows.prune_report import publish_artifact, summary_line
 from flows.run_names import run_name_for
 from redis_dr.errors import RedisDRError
+from redis_dr.metrics.model import Operation, RunMetrics, RunTimer
+from redis_dr.metrics.targets import MetricsTargets
 from redis_dr.prune import LocationOutcome, PruneOutcome, PruneRequest
 from redis_dr.storage.location import redact_url
+from tasks.metrics import report_metrics
 from tasks.prune import apply_task, plan_task
 from tasks.run_logs import RunLog, one_line_errors
 
 
 @flow(name="redis-prune", flow_run_name=run_name_for("prune"), validate_parameters=True)
-def prune(request: PruneRequest) -> PruneOutcome:
-    """Prune every location of the instance with its own policy (a dry run unless `apply`)."""
+def prune(request: PruneRequest, metrics: MetricsTargets | None = None) -> PruneOutcome:
+    """Prune every location of the instance with its own policy (a dry run unless `apply`).
+
+    `metrics`: where an applied run's metrics go (empty: REDIS_DR_PUSHGATEWAY /
+    REDIS_DR_TEXTFILE_DIR, if set); a dry run publishes none (it pruned nothing).
+    """
     one_line_errors()
     log = get_run_logger()
+    timer = RunTimer()
     outcome = PruneOutcome(
         instance=request.instance,
         applied=request.apply,
@@ -49,11 +57,14 @@ def prune(request: PruneRequest) -> PruneOutcome:
                     log.error("location %d %s: %s", position, location.url, exc)
     except RedisDRError as exc:  # the instance's lease was not had: nothing was touched
         log.error("prune of %s did not start: %s", request.instance, exc)
+        report_metrics(metrics, prune_metrics(request, outcome, timer, failed=True), log)
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
     except Exception as exc:  # a bug: the artifact says so, Prefect keeps the traceback
         publish_artifact(outcome, error=f"unexpected {type(exc).__name__}: {exc}")
+        report_metrics(metrics, prune_metrics(request, outcome, timer, failed=True), log)
         raise
     publish_artifact(outcome)
+    report_metrics(metrics, prune_metrics(request, outcome, timer), log)
     if errors:
         failed = [location for location in outcome.locations if location.error is not None]
         details = "; ".join(f"{location.url}: {location.error}" for location in failed)
@@ -66,6 +77,23 @@ def prune(request: PruneRequest) -> PruneOutcome:
         # A returned state is the run's final state; calling the flow raises `failure` (see flows/backup.py).
         return Failed(message=str(failure), data=failure)  # type: ignore[return-value]
     return outcome
+
+
+def prune_metrics(
+    request: PruneRequest, outcome: PruneOutcome, timer: RunTimer, failed: bool = False
+) -> list[RunMetrics]:
+    """Per location of an applied run: pruned or not, and how many backups it removed."""
+    if not request.apply:
+        return []
+    metrics = []
+    for location in outcome.locations:
+        done = not failed and location.error is None and location.result is not None
+        removed = len(location.result.removed) if done and location.result else None
+        metrics.append(timer.metrics(
+            Operation.PRUNE, request.environment, request.instance, location.url, succeeded=done,
+            removed_backups=removed,
+        ))  # fmt: skip
+    return metrics
 
 
 def prune_location(

@@ -21,18 +21,22 @@ from flows.run_names import run_name_for
 from redis_dr.catalog import Listing
 from redis_dr.copy import CopyOutcome
 from redis_dr.errors import IntegrityError, NotFoundError, PermanentError, RedisDRError
+from redis_dr.metrics.model import Operation, RunMetrics, RunTimer
+from redis_dr.metrics.targets import MetricsTargets
 from redis_dr.replicate import (
     DestinationResult,
     ReplicateRequest,
     ReplicateResult,
     destination_line,
     judge,
+    lag_problem,
     missing_backups,
     plan_replication,
     replication_lag,
     seconds_of,
 )
 from redis_dr.storage.location import redact_url
+from tasks.metrics import report_metrics
 from tasks.replicate import copy_one_backup, list_backups
 from tasks.run_logs import RunLog, one_line_errors, quiet_thread_timeout_note
 
@@ -51,11 +55,16 @@ class Replication:
 
 
 @flow(name="redis-replicate", flow_run_name=run_name_for("replicate"), validate_parameters=True)
-def replicate(request: ReplicateRequest) -> ReplicateResult:
-    """Copy the backups each destination lacks; report copies, bytes and lag per destination."""
+def replicate(request: ReplicateRequest, metrics: MetricsTargets | None = None) -> ReplicateResult:
+    """Copy the backups each destination lacks; report copies, bytes and lag per destination.
+
+    `metrics`: where the run's metrics go, per destination (empty: REDIS_DR_PUSHGATEWAY /
+    REDIS_DR_TEXTFILE_DIR, if set).
+    """
     one_line_errors()
     quiet_thread_timeout_note()
     log = get_run_logger()
+    timer = RunTimer()
     try:
         with instance_lease(request.environment, request.instance):
             run = plan(request, log)
@@ -64,17 +73,46 @@ def replicate(request: ReplicateRequest) -> ReplicateResult:
     except RedisDRError as exc:
         log.error("replication of %s failed: %s", request.instance, exc)
         publish_artifact(request, None, error=str(exc))
+        report_metrics(metrics, replicate_metrics(request, None, timer), log)
         # A returned state is the run's final state; calling the flow raises exc (see flows/backup.py).
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
     except Exception as exc:  # a bug: the artifact says so, Prefect keeps the traceback
         publish_artifact(request, None, error=f"unexpected {type(exc).__name__}: {exc}")
+        report_metrics(metrics, replicate_metrics(request, None, timer), log)
         raise
     publish_artifact(request, result)
+    report_metrics(metrics, replicate_metrics(request, result, timer), log)
     if result.problems:
         failure = failed_run(run, result)
         log.error("%s", failure)
         return Failed(message=str(failure), data=failure)  # type: ignore[return-value]
     return result
+
+
+def replicate_metrics(
+    request: ReplicateRequest, result: ReplicateResult | None, timer: RunTimer
+) -> list[RunMetrics]:
+    """Per destination: replicated (nothing failed there, lag within the limit) or not, and its lag.
+
+    Unreadable manifests at the source fail every destination (their backups were not copied).
+    """
+    limit = seconds_of(request.max_lag) if request.max_lag is not None else None
+    metrics = []
+    for position, destination in enumerate(request.destinations):
+        location = redact_url(destination.url)
+        if result is None:
+            metrics.append(timer.metrics(
+                Operation.REPLICATE, request.environment, request.instance, location, succeeded=False,
+                max_lag_seconds=limit,
+            ))  # fmt: skip
+            continue
+        there = result.destinations[position]
+        done = not there.failed and not result.unreadable and lag_problem(there, request.max_lag) is None
+        metrics.append(timer.metrics(
+            Operation.REPLICATE, request.environment, request.instance, location, succeeded=done,
+            lag_seconds=there.lag_after_seconds, max_lag_seconds=limit,
+        ))  # fmt: skip
+    return metrics
 
 
 def plan(request: ReplicateRequest, log: RunLog) -> Replication:

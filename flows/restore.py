@@ -22,6 +22,8 @@ from flows.lease import instance_lease
 from flows.restore_report import RestoreOutcome, RestoreRun, phase_lines, publish_artifact, verification_lines
 from flows.run_names import run_name_for
 from redis_dr.errors import RedisDRError, RefusedError
+from redis_dr.metrics.model import Operation, RunMetrics, RunTimer
+from redis_dr.metrics.targets import MetricsTargets
 from redis_dr.platforms.base import aside_dir, check_tag
 from redis_dr.redis.connection import redact_redis_url
 from redis_dr.restore.placement import Placement
@@ -31,6 +33,7 @@ from redis_dr.restore.request import RestoreRequest, RestoreStrategy
 from redis_dr.restore.source import SourceRef
 from redis_dr.restore.target_lock import target_lock
 from redis_dr.run_tags import PROTECTED_TAG
+from tasks.metrics import report_metrics
 from tasks.restore import (
     VerificationError,
     checkpoint,
@@ -58,16 +61,23 @@ class RestoreApproval(RunInput):
 
 
 @flow(name="redis-restore", flow_run_name=run_name_for("restore"), validate_parameters=True)
-def restore(request: RestoreRequest, approved: bool = False, tag: str | None = None) -> RestoreOutcome:
+def restore(
+    request: RestoreRequest,
+    approved: bool = False,
+    tag: str | None = None,
+    metrics: MetricsTargets | None = None,
+) -> RestoreOutcome:
     """Restore a backup into a target, verified; a failure leaves the target as it was.
 
     `approved`: a person already approved this plan (the CLI asks on the terminal).
     A protected environment's run that is not approved pauses for approval.
     `tag` names the restore's staging and aside directories (default: its UTC start, `new_tag`).
+    `metrics`: where the run's metrics go (empty: REDIS_DR_PUSHGATEWAY / REDIS_DR_TEXTFILE_DIR).
     """
     one_line_errors()
     log = get_run_logger()
     started = time.monotonic()
+    timer = RunTimer()
     run = RestoreRun(request, tag=check_tag(tag or new_tag()))
     try:
         with target_lock(lock_name(request)):
@@ -79,12 +89,26 @@ def restore(request: RestoreRequest, approved: bool = False, tag: str | None = N
             exc = _with_note(exc, "the target was not touched")  # the CLI's line says so too
         log.error("restore of %s failed at %s: %s", request.instance, run.step, exc)
         publish_artifact(run, error=str(exc))
+        report_metrics(metrics, [restore_metrics(run, timer, None)], log)
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
     except Exception as exc:
         publish_artifact(run, error=f"unexpected {type(exc).__name__}: {exc}")
+        report_metrics(metrics, [restore_metrics(run, timer, None)], log)
         raise
     publish_artifact(run, recovery=outcome.recovery_seconds)
+    report_metrics(metrics, [restore_metrics(run, timer, outcome)], log)
     return outcome
+
+
+def restore_metrics(run: RestoreRun, timer: RunTimer, outcome: RestoreOutcome | None) -> RunMetrics:
+    """The restore of the instance (not of one location): done or not; a success's size and keys."""
+    done = outcome is not None
+    request = run.request
+    return timer.metrics(
+        Operation.RESTORE, request.environment, request.instance, succeeded=done,
+        size_bytes=run.plan.backup.raw_size if done and run.plan is not None else None,
+        keys=outcome.verification.keys_loaded if outcome is not None else None,
+    )  # fmt: skip
 
 
 def _with_note(exc: RedisDRError, note: str) -> RedisDRError:

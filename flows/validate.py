@@ -16,6 +16,8 @@ from flows.lease import instance_lease
 from flows.run_names import run_name_for
 from flows.validate_report import publish_artifact
 from redis_dr.errors import IntegrityError, RedisDRError
+from redis_dr.metrics.model import Operation, RunMetrics, RunTimer
+from redis_dr.metrics.targets import MetricsTargets
 from redis_dr.storage.location import redact_url
 from redis_dr.validate import (
     NO_BACKUP,
@@ -26,26 +28,35 @@ from redis_dr.validate import (
     check_line,
     summary,
 )
+from tasks.metrics import report_metrics
 from tasks.run_logs import one_line_errors
 from tasks.validate import select_to_validate, validate_backup
 
 
 @flow(name="redis-validate", flow_run_name=run_name_for("validate"), validate_parameters=True)
-def validate(request: ValidateRequest) -> ValidateResult:
+def validate(request: ValidateRequest, metrics: MetricsTargets | None = None) -> ValidateResult:
     """Validate the selected backup and a random sample of older ones in every location.
 
     Every location is validated even when an earlier one failed. A backup that
     fails a check, or could not be checked, fails the run (ValidationFailed).
+    `metrics`: where the verdict per location goes (empty: REDIS_DR_PUSHGATEWAY /
+    REDIS_DR_TEXTFILE_DIR, if set).
     """
     one_line_errors()
     log = get_run_logger()
+    timer = RunTimer()
     try:
         with instance_lease(request.environment, request.instance):
             checks, errors = validate_locations(request, log)
     except RedisDRError as exc:  # the instance's lease was not had: nothing was read
         log.error("validation of %s did not start: %s", request.instance, exc)
+        report_metrics(metrics, validate_metrics(request, None, timer), log)
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+    except Exception:  # a bug: Prefect keeps the traceback; the verdict is a failure
+        report_metrics(metrics, validate_metrics(request, None, timer), log)
+        raise
     publish_artifact(request, checks)
+    report_metrics(metrics, validate_metrics(request, checks, timer), log)
     failed = [check for check in checks if not check.ok]
     if failed:
         # Failed checks beyond those the errors account for are integrity failures.
@@ -55,6 +66,24 @@ def validate(request: ValidateRequest) -> ValidateResult:
         return Failed(message=str(failure), data=failure)  # type: ignore[return-value]
     log.info("validation of %s: %s", request.instance, summary(checks))
     return ValidateResult(instance=request.instance, checks=checks)
+
+
+def validate_metrics(
+    request: ValidateRequest, checks: list[BackupCheck] | None, timer: RunTimer
+) -> list[RunMetrics]:
+    """Per location: every backup checked there passed, or not (no checks: the run did not start)."""
+    metrics = []
+    for url in request.storage:
+        location = redact_url(url)
+        here = [check for check in checks or [] if check.location == location]
+        failed = [check for check in here if not check.ok]
+        ran = checks is not None
+        metrics.append(timer.metrics(
+            Operation.VALIDATE, request.environment, request.instance, location,
+            succeeded=ran and bool(here) and not failed,
+            checked_backups=len(here) if ran else None, failed_backups=len(failed) if ran else None,
+        ))  # fmt: skip
+    return metrics
 
 
 def validate_locations(request: ValidateRequest, log: Any) -> tuple[list[BackupCheck], list[RedisDRError]]:

@@ -10,34 +10,43 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
+from cronsim import CronSim, CronSimError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from redis_dr.config import field_check
+from redis_dr.durations import Duration
 from redis_dr.errors import ConfigError
+from redis_dr.storage.location import redact_url
 
 PUSHGATEWAY_ENV = "REDIS_DR_PUSHGATEWAY"
 TEXTFILE_DIR_ENV = "REDIS_DR_TEXTFILE_DIR"
 
 
 def check_pushgateway_url(url: str) -> None:
-    """An http(s) URL of a Pushgateway, host and port, no credentials; else ConfigError."""
+    """An http(s) URL of a Pushgateway, host and port, no credentials; else ConfigError.
+
+    The URL is shown with any credentials and secret-looking query values masked.
+    """
+    shown = redact_url(url)
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise ConfigError(f"pushgateway {url!r} is not a URL: write http://host:9091") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"pushgateway {url!r} is not an http(s) URL: write http://host:9091")
+        raise ConfigError(f"pushgateway {shown!r} is not a URL: write http://host:9091") from None
     if parts.username is not None or parts.password is not None:
         raise ConfigError(
             "the pushgateway URL holds credentials: they would be stored with the flow's parameters; "
             "put the Pushgateway behind a proxy that needs none, or use the textfile directory"
         )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"pushgateway {shown!r} is not an http(s) URL: write http://host:9091")
     if parts.query or parts.fragment:
-        raise ConfigError(f"pushgateway {url!r}: give only scheme, host, port and path (no ?query or #)")
+        raise ConfigError(f"pushgateway {shown!r}: give only scheme, host, port and path (no ?query or #)")
     del port
 
 
@@ -67,10 +76,32 @@ class MetricsTargets(BaseModel):
         f"there atomically. Empty: {TEXTFILE_DIR_ENV} of the worker, if set.",
     )
 
+    max_age: Duration | None = Field(
+        default=None,
+        description="How old the last success of this flow may get before an alert says it is overdue "
+        "(redis_dr_max_age_seconds; RedisBackupOld for backups). Set per deployment from its schedule "
+        "(max_age_of_schedule); empty: not published.",
+    )
+
     @property
     def empty(self) -> bool:
         """Neither a Pushgateway nor a textfile directory."""
         return self.pushgateway is None and self.textfile_dir is None
+
+    def sinks(self) -> list[MetricsTargets]:
+        """One MetricsTargets per sink given (each published to, and failing, on its own)."""
+        sinks = []
+        if self.pushgateway is not None:
+            sinks.append(MetricsTargets(pushgateway=self.pushgateway, max_age=self.max_age))
+        if self.textfile_dir is not None:
+            sinks.append(MetricsTargets(textfile_dir=self.textfile_dir, max_age=self.max_age))
+        return sinks
+
+    def describe(self) -> str:
+        """'the Pushgateway http://host:9091 and the textfile directory /var/lib/node_exporter'."""
+        parts = [f"the Pushgateway {self.pushgateway}"] if self.pushgateway else []
+        parts += [f"the textfile directory {self.textfile_dir}"] if self.textfile_dir else []
+        return " and ".join(parts) or "nowhere"
 
     def with_defaults(self, env: Mapping[str, str] | None = None) -> MetricsTargets:
         """Empty fields filled from the worker's environment (checked like the fields)."""
@@ -81,4 +112,32 @@ class MetricsTargets(BaseModel):
             check_pushgateway_url(pushgateway)
         if textfile_dir is not None:
             check_textfile_dir(textfile_dir)
-        return MetricsTargets(pushgateway=pushgateway, textfile_dir=textfile_dir)
+        return MetricsTargets(pushgateway=pushgateway, textfile_dir=textfile_dir, max_age=self.max_age)
+
+
+#: How many scheduled runs `max_age_of_schedule` looks ahead, and at most how far.
+SCHEDULE_LOOKAHEAD_RUNS = 60
+SCHEDULE_LOOKAHEAD = timedelta(days=400)
+
+
+def max_age_of_schedule(cron: str, timezone: str = "UTC", now: datetime | None = None) -> timedelta:
+    """How old a flow's last success may get on this cron schedule: twice the longest gap between
+    two of its next runs, so that one missed run is tolerated and the second one alerts.
+
+    `cron` is a 5-field line (checked by the environment file), read in `timezone`.
+    """
+    zone = ZoneInfo(timezone)
+    start = (now or datetime.now(zone)).astimezone(zone).replace(second=0, microsecond=0)
+    try:
+        runs = CronSim(cron, start)
+        previous = next(runs).astimezone(UTC)
+        longest = timedelta(0)
+        for _ in range(SCHEDULE_LOOKAHEAD_RUNS):
+            following = next(runs).astimezone(UTC)
+            longest = max(longest, following - previous)
+            if following - start > SCHEDULE_LOOKAHEAD:
+                break
+            previous = following
+    except (CronSimError, StopIteration) as exc:
+        raise ConfigError(f"schedule {cron!r}: cannot tell its interval ({exc or 'it never runs'})") from None
+    return 2 * longest
