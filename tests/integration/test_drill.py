@@ -129,7 +129,7 @@ def test_a_drill_on_a_docker_target_through_the_command(
     assert len(read_history(open_storage(storage), INSTANCE).records) == 1
 
 
-def test_a_drill_is_refused_on_a_protected_environment_and_touches_nothing(
+def test_a_drill_is_refused_on_a_protected_environment_or_unconfirmed_and_touches_nothing(
     local_target_factory: Factory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     storage = f"file://{tmp_path / 'backups'}"
@@ -146,6 +146,11 @@ def test_a_drill_is_refused_on_a_protected_environment_and_touches_nothing(
     assert code == 2, err
     assert "protected" in err.strip().splitlines()[-1] and "Traceback" not in err
     assert "drill plan" not in err
+
+    code, _, err = run_cli(capsys, "drill", "--target", target.platform.target, "--storage", storage,
+                           "--instance", INSTANCE)  # fmt: skip
+    assert code == 6, err  # allowed, but no terminal to confirm on and no --yes: refused after the plan
+    assert "drill plan" in err and "pass --yes" in err.strip().splitlines()[-1]
 
     with pytest.raises(RefusedError, match="protected"):
         drill(DrillRequest(instance=INSTANCE, storage=[storage], target=target.platform.target,
