@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from redis_dr.errors import ConfigError
+from redis_dr.sandbox.processes import die_with_parent
 
 #: The worker's variables every check gets (no secrets among them).
 BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
@@ -62,7 +63,7 @@ def run_command_check(
         try:
             process = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                env=child_env, start_new_session=True,
+                env=child_env, start_new_session=True, preexec_fn=die_with_parent,
             )  # fmt: skip
         except FileNotFoundError:
             raise ConfigError(f"data check {argv[0]!r} not found: give the program's path") from None

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import subprocess
 from typing import Any
+
+_PR_SET_PDEATHSIG = 1
 
 
 def stop_process(process: subprocess.Popen[Any], grace: float) -> None:
@@ -14,3 +18,10 @@ def stop_process(process: subprocess.Popen[Any], grace: float) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def die_with_parent() -> None:
+    """A `preexec_fn`: the child gets SIGKILL when the thread that started it dies, even by SIGKILL
+    (Linux PR_SET_PDEATHSIG), so that nothing we start outlives a killed run."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

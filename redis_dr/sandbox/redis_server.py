@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -18,9 +16,7 @@ from redis.retry import Retry
 
 from redis_dr.errors import ConfigError
 from redis_dr.sandbox.ports import free_port, wait_for_port
-from redis_dr.sandbox.processes import stop_process
-
-_PR_SET_PDEATHSIG = 1
+from redis_dr.sandbox.processes import die_with_parent, stop_process
 
 
 def find_redis_binary(name: str = "redis-server") -> str:
@@ -93,7 +89,7 @@ class RedisServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if self.die_with_parent else None,
+            preexec_fn=die_with_parent if self.die_with_parent else None,
         )
         try:
             deadline = time.monotonic() + timeout
@@ -154,8 +150,3 @@ class RedisServer:
     ) -> None:
         self.stop()
 
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL when the parent thread dies (Linux prctl PR_SET_PDEATHSIG)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
