@@ -126,7 +126,7 @@ def load_throwaway_aof(
                 file_version, file_size = _write_rdb(chunks, aof_dir / name, local_redis_version())
                 version = max(version, file_version)
             else:
-                file_size = _write_plain(chunks, aof_dir / name)
+                file_size = write_plain(chunks, aof_dir / name)
             size += file_size
         if manifest is None:
             raise IntegrityError("the AOF backup holds no manifest (<appendfilename>.manifest)")
@@ -196,7 +196,7 @@ def _throwaway(
         shutil.rmtree(socket_dir, ignore_errors=True)
 
 
-def _write_plain(chunks: Iterable[bytes], path: Path) -> int:
+def write_plain(chunks: Iterable[bytes], path: Path) -> int:
     """Write the chunks to `path`; its size."""
     size = 0
     try:
@@ -228,7 +228,7 @@ def _write_rdb(chunks: Iterable[bytes], path: Path, local_version: str) -> tuple
             )
 
     header = HeaderTap(RDB_HEADER_SIZE, check=readable)
-    size = _write_plain(header.tap(chunks), path)
+    size = write_plain(header.tap(chunks), path)
     return parse_rdb_version(header.header), size  # a file too short for a header raises here
 
 

@@ -17,6 +17,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 from pydantic import BaseModel, Field
 
@@ -27,7 +28,7 @@ from redis_dr.redis.info import read_server_facts
 from redis_dr.redis.rdb_scan import RdbCounter
 from redis_dr.restore.file_restore import sample_of, sampled_file
 from redis_dr.restore.source import BackupSource
-from redis_dr.restore.throwaway import Throwaway, load_throwaway, load_throwaway_aof
+from redis_dr.restore.throwaway import LoadReport, Throwaway, load_throwaway, load_throwaway_aof
 from redis_dr.restore.verify import KeySample, VerifyReport, check_load, check_sampled_keys, expected_keyspace
 from redis_dr.restore_test.checks import (
     check_against_source,
@@ -35,6 +36,7 @@ from redis_dr.restore_test.checks import (
     check_values_readable,
     total_keys,
 )
+from redis_dr.restore_test.container import container_throwaway
 from redis_dr.restore_test.data_check import DataCheckResult, run_command_check, run_entry_point_check
 from redis_dr.restore_test.request import RestoreTestRequest
 from redis_dr.storage.location import redact_url
@@ -99,12 +101,13 @@ def run_restore_test(
         throwaway="",
     )
     started = time.monotonic()
-    with _loaded(opened, identities, request.sample) as (throwaway, sample):
+    with _loaded(opened, identities, request) as (socket_path, load, sample):
         report.phases["fetch and load"] = time.monotonic() - started
-        report.throwaway = f"redis-server {throwaway.load.redis_version} (local process)"
-        url = f"unix://{throwaway.socket_path}"
+        where = f"container of {request.image}" if request.image else "local process"
+        report.throwaway = f"redis-server {load.redis_version} ({where})"
+        url = f"unix://{socket_path}"
         with _timed(report.phases, "verify"):
-            _verify(report, request, opened, throwaway, RedisEndpoint.from_url(url, env={}), sample, source)
+            _verify(report, request, opened, RedisEndpoint.from_url(url, env={}), sample, source)
         with _timed(report.phases, "data check"):
             report.data_check = _data_check(request, url)
     return report
@@ -114,13 +117,12 @@ def _verify(
     report: RestoreTestReport,
     request: RestoreTestRequest,
     opened: BackupSource,
-    throwaway: Throwaway,
     endpoint: RedisEndpoint,
     sample: KeySample,
     source: RedisEndpoint | None,
 ) -> None:
     manifest, findings = opened.manifest, report.verification
-    client = throwaway.client()
+    client = open_client(endpoint)
     try:
         facts = read_server_facts(client)
     finally:
@@ -163,30 +165,45 @@ def _data_check(request: RestoreTestRequest, url: str) -> DataCheckResult | None
 
 @contextlib.contextmanager
 def _loaded(
-    opened: BackupSource, identities: list[object], sample_keys: int
-) -> Iterator[tuple[Throwaway, KeySample]]:
-    """A throwaway server (unix socket only) loaded with the backup, and the keys sampled on the way."""
+    opened: BackupSource, identities: list[object], request: RestoreTestRequest
+) -> Iterator[tuple[Path, LoadReport, KeySample]]:
+    """A throwaway server (unix socket only) loaded with the backup: its socket, the load's report,
+    and the keys sampled on the way."""
     manifest = opened.manifest
     sampled, sample = sampled_file(manifest)
-    counter = RdbCounter(sample=sample_keys, size=sampled.raw_size) if sampled is not None else None
+    counter = RdbCounter(sample=request.sample, size=sampled.raw_size) if sampled is not None else None
 
     def chunks(stored: StoredFile) -> Iterator[bytes]:
         data = opened.read(stored, identities)
         return counter.tap(data) if counter is not None and stored == sampled else data
 
-    if manifest.kind is BackupKind.AOF:
+    loading: contextlib.AbstractContextManager[tuple[Path, LoadReport]]
+    if manifest.kind is BackupKind.RDB and len(manifest.files) == 1 and request.image is not None:
+        loading = container_throwaway(request.image, chunks(manifest.files[0]))
+    elif manifest.kind is BackupKind.AOF and request.image is not None:
+        raise UnsupportedError(
+            f"backup {manifest.id} is an AOF backup: it is restore-tested in a local process, not a container"
+        )
+    elif manifest.kind is BackupKind.AOF:
         files = ((stored.original_name or stored.name, chunks(stored)) for stored in manifest.files)
-        loading = load_throwaway_aof(files, socket_only=True)
+        loading = _local(load_throwaway_aof(files, socket_only=True))
     elif manifest.kind is BackupKind.RDB and len(manifest.files) == 1:
-        loading = load_throwaway(chunks(manifest.files[0]), socket_only=True)
+        loading = _local(load_throwaway(chunks(manifest.files[0]), socket_only=True))
     else:
         raise UnsupportedError(
             f"backup {manifest.id} is a {manifest.kind.value}: it cannot be restore-tested"
         )
-    with loading as throwaway:
+    with loading as (socket_path, load):
         if counter is not None:
             sample = sample_of(counter, sampled, sample)
-        yield throwaway, sample
+        yield socket_path, load, sample
+
+
+@contextlib.contextmanager
+def _local(loading: contextlib.AbstractContextManager[Throwaway]) -> Iterator[tuple[Path, LoadReport]]:
+    """A local throwaway's socket and load report."""
+    with loading as throwaway:
+        yield throwaway.socket_path, throwaway.load
 
 
 @contextlib.contextmanager

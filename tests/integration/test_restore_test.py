@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,7 @@ from redis_dr.manifest import Manifest
 from redis_dr.redis.connection import RedisEndpoint
 from redis_dr.restore.source import choose_backup
 from redis_dr.restore.verify import Result
+from redis_dr.restore_test.container import OWNER_LABEL, owner, remove_orphans
 from redis_dr.restore_test.data_check import run_command_check
 from redis_dr.restore_test.request import RestoreTestRequest
 from redis_dr.restore_test.runner import RestoreTestReport, run_restore_test
@@ -287,3 +289,37 @@ def _check_runs(check: list[str]) -> bool:
             if argv[:-1] == check:  # cmdline ends with a NUL
                 return True
     return False
+
+
+def test_a_container_throwaway_from_the_configured_image_passes_and_is_removed(
+    store: str, live: RedisServer, docker_engine: Any, docker_test_image: str
+) -> None:
+    report = restore_test(
+        store, live, image=docker_test_image, check=["redis-cli", "-s", "{socket}", "dbsize"]
+    )
+
+    assert report.passed, report.summary()
+    assert report.throwaway.endswith(f"(container of {docker_test_image})")
+    assert report.data_check is not None and report.data_check.last_line == str(SESSIONS + EXPIRING + 1)
+    assert docker_engine.containers.list(all=True, filters={"label": OWNER_LABEL}) == []
+
+
+def test_a_container_left_by_a_killed_run_is_removed_by_the_next(
+    docker_engine: Any, docker_test_image: str
+) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    orphan = docker_engine.containers.create(
+        docker_test_image, ["redis-server", "--port", "0"], labels={OWNER_LABEL: f"{dead.stdout.strip()}:1"}
+    )
+    ours = docker_engine.containers.create(
+        docker_test_image, ["redis-server", "--port", "0"], labels={OWNER_LABEL: owner()}
+    )
+    try:
+        assert remove_orphans(docker_engine) == [orphan.name]
+        assert [c.id for c in docker_engine.containers.list(all=True, filters={"label": OWNER_LABEL})] == [
+            ours.id
+        ]
+    finally:
+        ours.remove(force=True)
