@@ -6,7 +6,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTEST_ARGS ?=
 
-.PHONY: help demo up down test lint unit bench bench-restore deps system-deps clean
+.PHONY: help demo up down test lint unit bench bench-restore bench-drill deps system-deps clean
 
 help:
 	@echo "make demo   a whole disaster: back up a throwaway session store, break it, restore it, verify it"
@@ -15,6 +15,7 @@ help:
 	@echo "make test   lint, type-check and run every test against real servers"
 	@echo "make bench  measure backups of ~100 MB and ~1 GB against the runbook pipeline"
 	@echo "make bench-restore  measure restores of ~100 MB and ~1 GB against a bare load and the runbook"
+	@echo "make bench-drill    RTO drill on the ~1 GB session store on a Docker target (goal: under 30 s)"
 
 .venv/.synced: pyproject.toml uv.lock Makefile
 	@UV="$$(infra/install-uv.sh)" && "$$UV" sync --frozen --quiet --compile-bytecode
@@ -47,6 +48,9 @@ bench: deps system-deps
 
 bench-restore: deps system-deps
 	.venv/bin/python benchmarks/restore_bench.py --sizes 100MB,1GB
+
+bench-drill: deps system-deps
+	.venv/bin/python benchmarks/drill_bench.py --size 1GB
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -17,13 +17,15 @@ from prefect import Flow
 from prefect.runner import Runner
 
 from flows.backup import backup
+from flows.drill import drill
 from flows.prune import prune
 from flows.replicate import replicate
 from flows.restore import restore
+from flows.restore_test import restore_test
 from flows.validate import validate
 
 #: Every flow of the project; each must run from a deployment (tests/integration/test_deployments.py).
-FLOWS: list[Flow[..., Any]] = [backup, restore, prune, replicate, validate]
+FLOWS: list[Flow[..., Any]] = [backup, restore, prune, replicate, validate, restore_test, drill]
 
 
 def main(argv: list[str] | None = None) -> None:

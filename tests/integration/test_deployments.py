@@ -76,6 +76,14 @@ SAMPLE_PARAMETERS: dict[str, dict[str, Any]] = {
                     "destinations": [{"url": "s3://dr-bucket/redis?region=eu-west-1"}], "max_lag": "2h"}
     },
     "redis-validate": {"request": {"instance": "sessions", "storage": ["file:///var/backups/redis"], "sample": 2}},
+    "redis-restore-test": {
+        "request": {"instance": "sessions", "storage": ["file:///var/backups/redis"], "backup": "7d-ago",
+                    "check": ["/opt/app/bin/check-sessions", "{url}"], "image": "redis:7.2"}
+    },
+    "redis-drill": {
+        "request": {"instance": "sessions", "storage": ["file:///var/backups/redis"],
+                    "target": "compose://sessions/redis", "rto_target": "5m", "strategy": "file"}
+    },
 }
 
 
