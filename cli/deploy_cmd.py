@@ -8,6 +8,7 @@ from typing import Any
 
 from cli.output import print_table, say
 from cli.prefect_runtime import check_api_answers, quiet_prefect_console
+from redis_dr.automation_plan import AutomationSpec, automation_notes, automation_specs
 from redis_dr.deployment_plan import DeploymentSpec, deployment_specs, left_out
 from redis_dr.environment import load_environment
 from redis_dr.errors import ConfigError, TransientError
@@ -17,7 +18,8 @@ def register(sub: Any) -> None:
     """Add the `deploy` subcommand."""
     parser = sub.add_parser(
         "deploy",
-        help="register an environment's deployments (schedules, forms, leases) with the Prefect server",
+        help="register an environment's deployments (schedules, forms, leases) and automations (failed runs, "
+        "overdue backups) with the Prefect server",
         epilog="The server is PREFECT_API_URL (e.g. http://127.0.0.1:4200/api). Then run a worker: "
         "prefect worker start --pool <work pool>",
     )
@@ -25,18 +27,22 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="print what would be registered; talk to no server"
     )
-    parser.add_argument("--json", action="store_true", help="print the deployments as JSON")
+    parser.add_argument("--json", action="store_true", help="print the deployments and automations as JSON")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Register (or show) the deployments the environment file stands for."""
+    """Register (or show) the deployments and automations the environment file stands for."""
     environment = load_environment(args.env_file)
     specs = deployment_specs(environment)
-    for note in left_out(environment):
+    automations = automation_specs(environment)
+    for note in [*left_out(environment), *automation_notes(environment)]:
         say(f"note: {note}")
     if args.dry_run:
-        _show(specs, args.json)
+        if args.json:
+            print(json.dumps(_as_json(specs, automations), indent=2))
+        else:
+            _show(specs, automations)
         return 0
     quiet_prefect_console()
     from prefect.settings import get_current_settings
@@ -59,22 +65,30 @@ def run(args: argparse.Namespace) -> int:
 
     registered = register_deployments(environment)
     if args.json:
-        print(json.dumps({**registered.model_dump(), "specs": [s.model_dump() for s in specs]}, indent=2))
+        print(json.dumps({**registered.model_dump(), **_as_json(specs, automations)}, indent=2))
         return 0
-    _show(specs, as_json=False)
+    _show(specs, automations)
     created = " (created)" if registered.work_pool_created else ""
     say(f"work pool {registered.work_pool}{created}; one lease per instance: {', '.join(registered.leases)}")
     for name in registered.removed:
         say(f"removed {name}: the environment file no longer names it")
+    for name, outcome in registered.automations.items():
+        say(f"automation {name}: {outcome}")
+    for name in registered.automations_removed:
+        say(f"removed automation {name}: the environment file no longer stands for it")
     say(f"registered {len(registered.deployments)} deployment(s) of {environment.environment} at {api_url}; "
         f"runs start when a worker polls: prefect worker start --pool {registered.work_pool}")  # fmt: skip
     return 0
 
 
-def _show(specs: list[DeploymentSpec], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps([spec.model_dump() for spec in specs], indent=2))
-        return
+def _as_json(specs: list[DeploymentSpec], automations: list[AutomationSpec]) -> dict[str, Any]:
+    return {
+        "specs": [spec.model_dump() for spec in specs],
+        "automation_specs": [{**a.model_dump(mode="json"), "trigger": a.trigger} for a in automations],
+    }
+
+
+def _show(specs: list[DeploymentSpec], automations: list[AutomationSpec]) -> None:
     print_table(
         ["DEPLOYMENT", "SCHEDULE", "WORK POOL"],
         [
@@ -86,3 +100,9 @@ def _show(specs: list[DeploymentSpec], as_json: bool) -> None:
             for spec in specs
         ],
     )
+    if automations:
+        print()
+        print_table(
+            ["AUTOMATION", "FIRES WHEN", "NOTIFIES"],
+            [[a.name, a.trigger, a.notify or "no one (an event only)"] for a in automations],
+        )

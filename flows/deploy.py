@@ -20,8 +20,10 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags, FlowFilter, FlowFilterId
 from prefect.exceptions import ObjectNotFound
 from prefect.schedules import Cron
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from flows.automations import notification_blocks, register_automations
+from redis_dr.automation_plan import automation_specs
 from redis_dr.deployment_plan import DeploymentSpec, deployment_specs
 from redis_dr.environment import EnvironmentConfig
 from redis_dr.errors import ConfigError
@@ -42,11 +44,16 @@ class Registered(BaseModel):
     leases: list[str]
     deployments: list[str]
     removed: list[str]
+    #: The environment's automations (flows/automations.py): each name with created, updated or unchanged.
+    automations: dict[str, str] = Field(default_factory=dict)
+    automations_removed: list[str] = Field(default_factory=list)
 
 
 def register(environment: EnvironmentConfig, source: Path = ROOT) -> Registered:
     """Create or update every deployment of the environment; remove the ones it no longer names."""
     specs = deployment_specs(environment)
+    automations = automation_specs(environment)
+    notification_blocks(automations)  # a block that is missing stops deploy before anything changes
     pool = environment.prefect.work_pool
     with get_client(sync_client=True) as client:
         created = _ensure_process_pool(client, pool)
@@ -59,12 +66,15 @@ def register(environment: EnvironmentConfig, source: Path = ROOT) -> Registered:
             loaded[spec.entrypoint] = Flow.from_source(source=str(source), entrypoint=spec.entrypoint)  # type: ignore[assignment]
         _deploy(spec, loaded[spec.entrypoint])
     removed = _remove_stale(environment.environment, {spec.full_name for spec in specs})
+    registered = register_automations(environment.environment, automations)
     return Registered(
         work_pool=pool,
         work_pool_created=created,
         leases=leases,
         deployments=[spec.full_name for spec in specs],
         removed=removed,
+        automations=registered.outcomes,
+        automations_removed=registered.removed,
     )
 
 
