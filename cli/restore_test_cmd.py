@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cli.common import OnlyOnce, flag_line, move_password_to_env
+from cli.common import OnlyOnce, add_metrics_arguments, flag_line, metrics_from_args, move_password_to_env
 from cli.output import enable_progress_bars, say
 from cli.prefect_runtime import prefect_api
 from redis_dr.config import AGE_IDENTITY_ENV
@@ -82,6 +82,7 @@ def register(sub: Any) -> None:
     )  # fmt: skip
     parser.add_argument("--sample", action=OnlyOnce, type=int, metavar="N", help="keys sampled (default 200)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_metrics_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -131,6 +132,7 @@ def print_report(report: RestoreTestReport, as_json: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the restore test flow; exit 5 when a check failed."""
     request = request_from_args(args)
+    metrics = metrics_from_args(args)
     identities_from_env()  # a malformed key is refused before anything starts
     where = ", ".join(redact_url(url) for url in request.storage)
     say(f"restore test of the {request.backup} backup of {request.instance} from {where} (throwaway Redis)")
@@ -139,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         from flows.restore_test import restore_test
 
         try:
-            report = restore_test(request)
+            report = restore_test(request, metrics=metrics)
         except RestoreTestFailed as exc:
             print_report(exc.report, args.json)
             raise

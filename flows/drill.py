@@ -41,6 +41,8 @@ from redis_dr.drill.report import DrillOutcome, markdown
 from redis_dr.drill.request import DrillRequest
 from redis_dr.errors import PermanentError, RedisDRError, RefusedError
 from redis_dr.manifest import backup_id_for
+from redis_dr.metrics.model import Operation, RunMetrics, RunTimer
+from redis_dr.metrics.targets import MetricsTargets
 from redis_dr.platforms.base import check_tag
 from redis_dr.restore.plan import new_tag
 from redis_dr.restore.preflight import explain_refusal
@@ -55,6 +57,7 @@ from tasks.drill import (
     record_drill,
     start_target,
 )
+from tasks.metrics import report_metrics
 from tasks.restore import VerificationError, choose_backup_task, preflight
 from tasks.run_logs import RunLog, one_line_errors
 
@@ -99,14 +102,16 @@ class DrillRun:
 
 
 @flow(name="redis-drill", flow_run_name=run_name_for("drill"), validate_parameters=True)
-def drill(request: DrillRequest) -> DrillOutcome:
+def drill(request: DrillRequest, metrics: MetricsTargets | None = None) -> DrillOutcome:
     """Kill the target, restore its latest backup, verify, and measure RTO and RPO against the target.
 
     Never on a protected environment. A failed drill ends Failed with one line; after a
     failed restore that line says the target may be down and how to restore it by hand.
+    `metrics`: where the RTO, RPO and verdict go (empty: REDIS_DR_PUSHGATEWAY / REDIS_DR_TEXTFILE_DIR).
     """
     one_line_errors()
     log = get_run_logger()
+    timer = RunTimer()
     run = DrillRun(request, tag=check_tag(new_tag()))
     try:
         if request.protected or deployed_as_protected():
@@ -123,11 +128,14 @@ def drill(request: DrillRequest) -> DrillOutcome:
         if run.killed:
             _record_failure(run, str(failure), log)
         _publish(run, error=str(failure))
+        if run.killed:  # a refusal before the kill is no drill: the last drill's figures stand
+            report_metrics(metrics, [drill_metrics(request, None, timer)], log)
         return Failed(message=str(failure), data=failure)  # type: ignore[return-value]
     except Exception as exc:  # a bug: the artifact says where, Prefect keeps the traceback
         _publish(run, error=f"unexpected {type(exc).__name__} at {run.where()}: {exc}")
         raise
     _publish(run)
+    report_metrics(metrics, [drill_metrics(request, outcome, timer)], log)
     if not outcome.passed:
         point = outcome.recovery_point
         kind = DrillOverTargetError if point is not None and point.marker_gone else DrillDataError
@@ -135,6 +143,19 @@ def drill(request: DrillRequest) -> DrillOutcome:
         log.error("%s", error)
         return Failed(message=str(error), data=error)  # type: ignore[return-value]
     return outcome
+
+
+def drill_metrics(request: DrillRequest, outcome: DrillOutcome | None, timer: RunTimer) -> RunMetrics:
+    """The drill's verdict, RTO, RPO and keys lost, at the location its history is kept in."""
+    point = outcome.recovery_point if outcome is not None else None
+    return timer.metrics(
+        Operation.DRILL, request.environment, request.instance, redact_url(request.storage[0]),
+        succeeded=outcome is not None and outcome.passed,
+        rto_seconds=outcome.rto_seconds if outcome is not None else None,
+        rto_target_seconds=request.rto_target.total_seconds(),
+        rpo_seconds=max(point.backup_age_seconds, 0.0) if point is not None else None,
+        lost_keys=max(point.total_lost, 0) if point is not None else None,
+    )  # fmt: skip
 
 
 def _drill(run: DrillRun, log: RunLog) -> DrillOutcome:
