@@ -10,6 +10,10 @@ Everything goes through the engine's API, so it works with a remote engine
   a "rename" is a hard-link entry plus the old name replaced; a name is removed by an
   entry that replaces it and then fails. Nothing the contract keeps is ever unlinked
   before another name holds it.
+- When the engine runs on this host and the data directory is a plain local volume or a
+  bind mount this process can reach (checked: the engine's and this host's view of the
+  directory agree), files are read, staged and swapped directly at its host path
+  instead (docker_host.py): no byte through the engine. `describe` says which way.
 - `stop` sets the restart policy to "no" first (and writes the original to
   `.redis-dr/restart-policy` so that a later run can put it back); `start` puts it back.
 
@@ -18,12 +22,15 @@ The `docker` package is imported on first use: the core imports without it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import datetime as dt
 import errno
 import fnmatch
 import json
 import os
 import posixpath
+import re
 import shlex
 import stat as stat_module
 import tarfile
@@ -59,6 +66,7 @@ from redis_dr.platforms.base import (
     check_tag,
     staging_dir,
 )
+from redis_dr.platforms.docker_host import HostDataDir, SymlinkOnTheWay
 from redis_dr.platforms.docker_tar import Entry
 from redis_dr.redis.conf import RedisConfig, parse_config
 from redis_dr.redis.connection import PASSWORD_ENV, RedisEndpoint, open_client
@@ -102,7 +110,8 @@ class DockerPlatform(Platform):
     `owner` (uid, gid) overrides the owner placed files get (a setting, e.g. 1001:1001
     for Bitnami); `config_path` names the server's config file inside the container when
     its command does not (e.g. a start script). `client` is a `docker.DockerClient`
-    (default: from the environment, DOCKER_HOST and friends).
+    (default: from the environment, DOCKER_HOST and friends). `direct=False`: always
+    through the archive API, even where the data directory is reachable on this host.
     """
 
     def __init__(
@@ -113,6 +122,7 @@ class DockerPlatform(Platform):
         owner: tuple[int, int] | None = None,
         config_path: str | None = None,
         target: str | None = None,
+        direct: bool = True,
     ) -> None:
         self.container = container
         self.target = target or f"docker://{container}"
@@ -121,6 +131,9 @@ class DockerPlatform(Platform):
         self._config_path = config_path
         self._held_policy: dict[str, Any] | None = None
         self._data_dir: str | None = None
+        self._direct = direct
+        self._host: HostDataDir | None = None
+        self._way: str | None = None  # how files are reached, once decided
 
     @classmethod
     def for_container(
@@ -159,7 +172,8 @@ class DockerPlatform(Platform):
         """One line: the container, its image and the engine."""
         attrs = self._inspect()
         image = attrs.get("Config", {}).get("Image") or attrs.get("Image", "?")
-        return f"Docker container {self.container} (image {image}) on {engine_host()}"
+        self._files_on_host()
+        return f"Docker container {self.container} (image {image}) on {engine_host()}; files {self._way}"
 
     def endpoint(self) -> RedisEndpoint | None:
         """With host networking: the config's port on loopback (or its first bind address), with
@@ -207,17 +221,14 @@ class DockerPlatform(Platform):
         that source is what the container sees: None for a remote engine, a volume plugin, or
         a volume the engine mounts only while in use (driver options, e.g. tmpfs or NFS) of a
         container that is not running."""
+        host = self._files_on_host()
+        if host is not None:
+            fs = os.statvfs(host.path)
+            return fs.f_bavail * fs.f_frsize
         attrs = self._inspect()
-        base_url = str(getattr(self._docker_client().api, "base_url", ""))
-        if not base_url.startswith("http+docker://"):
+        if not self._engine_is_here():
             return None  # a remote engine: its paths mean nothing here
-        directory = self._dir()
-        mount: dict[str, Any] | None = None
-        for candidate in attrs.get("Mounts") or []:
-            destination = str(candidate.get("Destination", ""))
-            covers = directory == destination or directory.startswith(destination.rstrip("/") + "/")
-            if covers and (mount is None or len(destination) > len(mount["Destination"])):
-                mount = candidate
+        mount = self._data_mount(attrs)
         if mount is None:
             source = (attrs.get("GraphDriver", {}).get("Data") or {}).get("UpperDir", "")
         elif mount.get("Type") == "volume" and not self._volume_is_its_mountpoint(mount, attrs):
@@ -231,6 +242,21 @@ class DockerPlatform(Platform):
         except OSError:
             return None
         return fs.f_bavail * fs.f_frsize
+
+    def _engine_is_here(self) -> bool:
+        """Whether the engine is reached through a unix socket (then it runs on this host)."""
+        return str(getattr(self._docker_client().api, "base_url", "")).startswith("http+docker://")
+
+    def _data_mount(self, attrs: dict[str, Any]) -> dict[str, Any] | None:
+        """The container's mount that holds the data directory (the innermost), or None."""
+        directory = self._dir()
+        mount: dict[str, Any] | None = None
+        for candidate in attrs.get("Mounts") or []:
+            destination = str(candidate.get("Destination", ""))
+            covers = directory == destination or directory.startswith(destination.rstrip("/") + "/")
+            if covers and (mount is None or len(destination) > len(mount["Destination"])):
+                mount = candidate
+        return mount
 
     def _volume_is_its_mountpoint(self, mount: dict[str, Any], attrs: dict[str, Any]) -> bool:
         """Whether the volume's files are at its Mountpoint now (a plain local volume is)."""
@@ -320,6 +346,9 @@ class DockerPlatform(Platform):
 
     def stat(self, name: str) -> FileInfo | None:
         """The entry `name` (a symlink as itself), or None."""
+        host = self._files_on_host()
+        if host is not None:
+            return host.stat(name)
         entry = self._entry(self._path(name))
         return None if entry is None else _file_info(name, entry)
 
@@ -329,6 +358,9 @@ class DockerPlatform(Platform):
         The archive API has no listing: the directory's archive is read through, file
         contents included (they are skipped, not kept)."""
         relative = check_name(name) if name else ""
+        host = self._files_on_host()
+        if host is not None:
+            return host.list_dir(relative)
         tree = self._tree(relative)
         if tree is None:
             raise NotFoundError(
@@ -344,7 +376,12 @@ class DockerPlatform(Platform):
         """Open now (NotFoundError at once), then stream `name` (symlinks followed). The engine
         archives a file with the size it has when it reaches it, and sends exactly that many
         bytes even while it grows. The container is busy for the engine until the stream ends
-        or is closed."""
+        or is closed. Directly on the host unless the name passes through a symlink (which
+        only the container resolves)."""
+        host = self._files_on_host()
+        if host is not None:
+            with contextlib.suppress(SymlinkOnTheWay):
+                return host.read_file(name)
         return self._file_chunks(*self._open_file(self._path(name), CHUNK_SIZE))
 
     def stage_file(self, tag: str, name: str, chunks: Iterable[bytes], size: int) -> None:
@@ -352,7 +389,12 @@ class DockerPlatform(Platform):
         the file 0600, all owned by `owner()`; memory stays constant whatever the size), then
         link it to its staged name and drop the incoming directory, in a second archive. A
         failed upload never leaves a partial file under the staged name: the engine may still
-        be writing it after the client has given up."""
+        be writing it after the client has given up. Directly on the host: as a local
+        target stages (a `.partial` file, fsync, rename)."""
+        host = self._files_on_host()
+        if host is not None:
+            host.stage_file(tag, name, chunks, size)
+            return
         staged = f"{staging_dir(tag)}/{check_name(name)}"
         incoming = f"{WORK_DIR}/incoming-{check_tag(tag)}-{uuid.uuid4().hex[:12]}"
         uid, gid = self.owner()
@@ -382,12 +424,15 @@ class DockerPlatform(Platform):
         """Each existing name is hard-linked under the aside directory (all of them first, in
         one archive), then replaced by links to its staged files (the staged names are then
         dropped), or removed when nothing was staged for it. Directories are linked file by
-        file. On failure, undone, then raised."""
+        file. Directly on the host: renames. On failure, undone, then raised."""
         swap = Swap(check_tag(tag))
         for name in names:
             check_name(name)
         if self.state() is ServerState.RUNNING:
             raise PermanentError(f"{self.describe()} still runs: stop it before swapping files in")
+        host = self._files_on_host()
+        if host is not None:
+            return host.swap_in(tag, names)
         live = {name: self._tree(name) for name in names}
         staged = {name: self._tree(f"{staging_dir(tag)}/{name}") for name in names}
         for name in names:
@@ -425,6 +470,10 @@ class DockerPlatform(Platform):
         """The placed names are linked again under staging (unless still there); the names kept
         aside are linked back into place and the others removed; the aside names are then
         dropped. Tries every name, raises the first error."""
+        host = self._files_on_host()
+        if host is not None:
+            host.swap_back(swap)
+            return
         failures: list[BaseException] = []
         staging, aside = staging_dir(swap.tag), aside_dir(swap.tag)
         for name in reversed(swap.placed):
@@ -472,10 +521,104 @@ class DockerPlatform(Platform):
     def discard_staging(self, tag: str) -> None:
         """Remove `.redis-dr/staging-<tag>` (names only: placed files keep their other name),
         and `.redis-dr` when that leaves it empty."""
+        host = self._files_on_host()
+        if host is not None:
+            host.discard_staging(tag)
+            return
         staging = staging_dir(tag)
         if self._entry(self._path(staging)) is not None:
             self._remove(staging)
         self._remove_if_empty(WORK_DIR)
+
+    def work_entries(self) -> list[str] | None:
+        """Directly on the host: the directories under WORK_DIR; through the engine: None (it
+        would read the whole work directory, staged files included)."""
+        host = self._files_on_host()
+        return None if host is None else host.work_entries()
+
+    # --- the data directory on this host ---------------------------------------------------
+
+    def _files_on_host(self) -> HostDataDir | None:
+        """The data directory on this host when it is reachable there (decided once)."""
+        if self._way is None:
+            self._host, self._way = self._reach_host_dir()
+        return self._host
+
+    def _reach_host_dir(self) -> tuple[HostDataDir | None, str]:
+        """The data directory on this host and how it is reached, or None and why not."""
+        archive = "through the engine's archive API"
+        if not self._direct:
+            return None, f"{archive} (direct access turned off)"
+        if not self._engine_is_here():
+            return None, f"{archive} (the engine at {engine_host()} is not on this host)"
+        attrs = self._inspect()
+        directory = self._dir()
+        mount = self._data_mount(attrs)
+        if mount is None:
+            return None, f"{archive} ({directory} is not a volume or bind mount)"
+        kind, name = mount.get("Type"), mount.get("Name") or mount.get("Source")
+        if kind == "volume":
+            if mount.get("Driver", "local") != "local":
+                return None, f"{archive} (volume {name} has driver {mount.get('Driver')})"
+            with self._engine("inspecting the data volume"):
+                options = self._docker_client().volumes.get(mount["Name"]).attrs.get("Options") or {}
+            if options:
+                return None, f"{archive} (volume {name} has driver options: mounted only while in use)"
+        elif kind != "bind":
+            return None, f"{archive} ({directory} is a {kind} mount)"
+        source = str(mount.get("Source", ""))
+        relative = posixpath.relpath(directory, str(mount["Destination"]))
+        path = posixpath.normpath(posixpath.join(source, relative))
+        why_not = self._host_view_differs(path, directory)
+        if why_not:
+            return None, f"{archive} ({why_not})"
+        uid, gid = self.owner()
+        if os.geteuid() not in (0, uid) or not os.access(path, os.W_OK | os.X_OK):
+            return None, f"{archive} (redis-dr, uid {os.geteuid()}, may not write {path})"
+        return HostDataDir(path, (uid, gid)), f"directly at {path} on this host ({kind} {name})"
+
+    def _host_view_differs(self, path: str, directory: str) -> str | None:
+        """Why `path` here is not the container's `directory` (None: it is): a real directory,
+        no symlink on the way, the same mtime to the nanosecond, mode and owner as the engine
+        sees (another mount namespace or a user-namespace remap would differ)."""
+        try:
+            real = os.path.realpath(path)
+            info = os.lstat(path)
+        except OSError as exc:
+            return f"{path} is not reachable here: {exc.strerror}"
+        if real != path or not stat_module.S_ISDIR(info.st_mode):
+            return f"{path} is not a plain directory here"
+        for _ in range(3):  # the server may be writing in it: look again
+            seen = self._path_stat(directory)
+            if seen is None:
+                return f"the engine does not find {directory}"
+            with contextlib.suppress(OSError):
+                info = os.lstat(path)
+            mtime_ns, mode = seen
+            if mtime_ns == info.st_mtime_ns and mode == stat_module.S_IMODE(info.st_mode):
+                break
+        else:
+            return f"{path} here is not what the container sees at {directory}"
+        entry = self._entry(directory)
+        if entry is None or (entry.uid, entry.gid) != (info.st_uid, info.st_gid):
+            return f"the container sees other owners than this host at {path} (a user namespace?)"
+        return None
+
+    def _path_stat(self, path: str) -> tuple[int, int] | None:
+        """The engine's stat of `path` in the container (mtime in ns, permission bits) from
+        the `X-Docker-Container-Path-Stat` header of a HEAD: no content is sent."""
+        api = self._docker_client().api
+        url = f"{api.base_url}/v{api.api_version}/containers/{quote(self.container, safe='')}/archive"
+        with self._engine(f"looking at {path}"):
+            response = api.head(url, params={"path": path}, timeout=api.timeout)
+        with contextlib.closing(response):
+            if response.status_code == 404:
+                return None
+            if response.status_code >= 400:
+                raise _api_error_text(response.status_code, response.reason or "", f"looking at {path}")
+            encoded = response.headers.get("X-Docker-Container-Path-Stat", "")
+        seen = json.loads(base64.b64decode(encoded))
+        return _go_time_ns(str(seen["mtime"])), int(seen["mode"]) & 0o777
 
     # --- the engine ----------------------------------------------------------------------
 
@@ -734,7 +877,11 @@ class DockerPlatform(Platform):
         return None
 
     def _tree_at(self, path: str) -> list[Entry] | None:
-        """`path` and everything under it, names as in the archive (`base/...`)."""
+        """`path` and everything under it, names as in the archive (`base/...`). A file is
+        only its header (its content is not read); a directory's archive is read through."""
+        first = self._entry(path)
+        if first is None or not first.is_dir:
+            return None if first is None else [first]
         with self._archive(path) as stream:
             if stream is None:
                 return None
@@ -918,6 +1065,16 @@ def _mirror(tree: list[Entry], source: str, target: str) -> list[bytes]:
         else:
             headers.append(docker_tar.hard_link(name, entry.name, like=entry))
     return headers
+
+
+def _go_time_ns(text: str) -> int:
+    """Nanoseconds since the epoch of a Go RFC 3339 time (`2026-11-25T17:30:01.123456789Z`)."""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)", text)
+    if match is None:
+        raise PermanentError(f"the Docker engine gave a time redis-dr cannot read: {text!r}")
+    zone = "+00:00" if match[3] == "Z" else match[3]
+    seconds = int(dt.datetime.fromisoformat(match[1] + zone).timestamp())
+    return seconds * 1_000_000_000 + int((match[2] or "").ljust(9, "0"))
 
 
 def _renamed(entry: Entry, name: str) -> Entry:

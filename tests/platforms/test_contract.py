@@ -31,13 +31,25 @@ TIMEOUT = 30.0
 TAG = "t20261125T000000Z"
 
 
-@pytest.fixture(params=["local", "docker"])
-def target_factory(request: pytest.FixtureRequest) -> Factory:
+def factory_of(request: pytest.FixtureRequest) -> Factory:
     try:
         factory: Factory = request.getfixturevalue(f"{request.param}_target_factory")
     except pytest.FixtureLookupError:
         pytest.skip(f"no {request.param}_target_factory fixture yet")
     return factory
+
+
+@pytest.fixture(params=["local", "docker", "docker_archive"])
+def target_factory(request: pytest.FixtureRequest) -> Factory:
+    """Every platform, a Docker target both ways: files on the volume's host path and through
+    the engine's archive API."""
+    return factory_of(request)
+
+
+@pytest.fixture(params=["local", "docker"])
+def lifecycle_factory(request: pytest.FixtureRequest) -> Factory:
+    """For tests whose point is not the files: the archive way would only repeat them."""
+    return factory_of(request)
 
 
 def pattern(size: int, seed: int = 0) -> bytes:
@@ -110,8 +122,8 @@ def source_rdb(redis_factory: Callable[..., RedisServer]) -> bytes:
 # --- lifecycle ------------------------------------------------------------------------------
 
 
-def test_state_stop_start_kill(target_factory: Factory) -> None:
-    target = target_factory()
+def test_state_stop_start_kill(lifecycle_factory: Factory) -> None:
+    target = lifecycle_factory()
     platform = target.platform
     assert platform.state() is ServerState.RUNNING
     version = target.client().info("server")["redis_version"]
@@ -134,8 +146,8 @@ def test_state_stop_start_kill(target_factory: Factory) -> None:
     assert target.client().ping()
 
 
-def test_stop_does_not_save_and_the_server_stays_down(target_factory: Factory) -> None:
-    target = target_factory({"save": "3600 1"})  # a normal shutdown would save
+def test_stop_does_not_save_and_the_server_stays_down(lifecycle_factory: Factory) -> None:
+    target = lifecycle_factory({"save": "3600 1"})  # a normal shutdown would save
     platform, client = target.platform, target.client()
     client.set("saved", b"1")
     client.save()
@@ -281,8 +293,8 @@ def test_stat_and_list_dir(target_factory: Factory) -> None:
 
 
 @pytest.mark.parametrize("name", ["../etc/passwd", "/etc/passwd", "a/../../b", "./dump.rdb", "a//b", ""])
-def test_names_outside_the_data_directory_are_refused(target_factory: Factory, name: str) -> None:
-    platform = target_factory().platform
+def test_names_outside_the_data_directory_are_refused(lifecycle_factory: Factory, name: str) -> None:
+    platform = lifecycle_factory().platform
     calls: list[Callable[[], object]] = [
         lambda: platform.stat(name),
         lambda: platform.read_file(name),

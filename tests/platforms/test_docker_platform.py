@@ -8,11 +8,13 @@ container, the engine's archive semantics the adapter builds on, and one-line er
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tarfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +30,13 @@ from redis_dr.errors import (
 )
 from redis_dr.platforms import docker_tar
 from redis_dr.platforms.base import ServerState, aside_dir, staging_dir
-from redis_dr.platforms.docker import POLICY_FILE, DockerPlatform, _unreachable, server_args
+from redis_dr.platforms.docker import (
+    POLICY_FILE,
+    DockerPlatform,
+    _go_time_ns,
+    _unreachable,
+    server_args,
+)
 from redis_dr.sandbox.ports import free_port
 from tests.fixtures.docker_targets import CONFIG_PATH, put_file, wait_until_ready
 from tests.fixtures.targets import TargetServer
@@ -218,9 +226,9 @@ def test_a_stopped_containers_files_are_reachable(docker_target_factory: Factory
 
 
 def test_a_failing_swap_in_puts_everything_back(
-    docker_target_factory: Factory, monkeypatch: pytest.MonkeyPatch
+    docker_archive_target_factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    target = docker_target_factory({"appendonly": "yes"})
+    target = docker_archive_target_factory({"appendonly": "yes"})
     platform = target.platform
     assert isinstance(platform, DockerPlatform)
     old_rdb = saved_rdb(target, 3)
@@ -336,9 +344,9 @@ def test_server_args_from_container_commands() -> None:
 # --- the engine's archive semantics the adapter builds on ----------------------------------------
 
 
-def test_engine_archive_semantics(docker_target_factory: Factory, docker_engine: Any) -> None:
+def test_engine_archive_semantics(docker_archive_target_factory: Factory, docker_engine: Any) -> None:
     """Pin what docker_tar.py says the engine does (a newer engine that differs fails here)."""
-    target = docker_target_factory()
+    target = docker_archive_target_factory()
     platform, container = target.platform, container_of(target, docker_engine)
     directory = platform.layout().dir
 
@@ -392,6 +400,7 @@ def test_a_full_volume_fails_staging_with_storage_full_and_leaves_nothing(
 ) -> None:
     target = docker_target_factory(volume_size="2m")
     platform = target.platform
+    assert "through the engine's archive API (volume" in platform.describe()  # mounted only in use
     free = platform.free_bytes()
     assert free is not None and 0 < free <= 2 * 1024 * 1024  # the tmpfs, not the disk under it
     data = b"x" * (3 * 1024 * 1024)
@@ -410,3 +419,119 @@ def test_free_bytes_of_a_plain_volume(docker_target_factory: Factory, docker_eng
     fs = os.statvfs(volume)
     free = target.platform.free_bytes()
     assert free is not None and abs(free - fs.f_bavail * fs.f_frsize) < 256 * 1024 * 1024
+
+
+# --- the data directory reached on this host ---------------------------------------------------
+
+
+class CountingStream:
+    """A raw archive stream that counts the bytes read from it."""
+
+    def __init__(self, raw: Any, counted: list[int]) -> None:
+        self.raw, self.counted = raw, counted
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.raw.read(size)
+        self.counted.append(len(data))
+        return data
+
+
+def count_archive_bytes(platform: DockerPlatform, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every read from the engine's archive streams from now on, in bytes."""
+    counted: list[int] = []
+    archive = platform._archive
+
+    @contextlib.contextmanager
+    def counting(path: str) -> Iterator[Any]:
+        with archive(path) as stream:
+            yield None if stream is None else CountingStream(stream, counted)
+
+    monkeypatch.setattr(platform, "_archive", counting)
+    return counted
+
+
+def test_a_plain_volume_is_reached_directly_and_nothing_goes_through_the_archive_api(
+    docker_target_factory: Factory, docker_engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = docker_target_factory(restart_policy="no")
+    platform = target.platform
+    assert isinstance(platform, DockerPlatform)
+    mountpoint = container_of(target, docker_engine).attrs["Mounts"][0]["Source"]
+    assert f"files directly at {mountpoint} on this host (volume " in platform.describe()
+    old = saved_rdb(target, 3)
+    platform.stop(TIMEOUT)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the archive API was used")
+
+    monkeypatch.setattr(platform, "_archive", refuse)
+    monkeypatch.setattr(platform, "_put", refuse)
+    platform.stage_file(TAG, "dump.rdb", [b"new ", b"rdb"], 7)
+    staged = os.stat(f"{mountpoint}/{staging_dir(TAG)}/dump.rdb")
+    assert (staged.st_uid, staged.st_gid, staged.st_mode & 0o777) == (999, 999, 0o600)
+    swap = platform.swap_in(TAG, ["dump.rdb"])
+    assert read_all(platform, "dump.rdb") == b"new rdb"
+    assert read_all(platform, f"{aside_dir(TAG)}/dump.rdb") == old
+    assert platform.work_entries() == [f"aside-{TAG}", f"staging-{TAG}"]
+    platform.swap_back(swap)
+    assert read_all(platform, "dump.rdb") == old
+    platform.discard_staging(TAG)
+    assert platform.work_entries() == []
+
+
+def test_a_bind_mounted_data_directory_is_reached_directly(
+    docker_target_factory: Factory, docker_engine: Any, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    os.chown(data, 999, 999)
+    target = docker_target_factory(bind=data)
+    platform = target.platform
+    assert f"files directly at {data} on this host (bind {data})" in platform.describe()
+    rdb = saved_rdb(target, 4)
+    assert (data / "dump.rdb").read_bytes() == rdb
+    target.client().flushall()
+    platform.stage_file(TAG, "dump.rdb", [rdb], len(rdb))
+    platform.stop(TIMEOUT)
+    platform.swap_in(TAG, ["dump.rdb"])
+    platform.start(TIMEOUT)
+    wait_until_ready(target.port, None, container_of(target, docker_engine))
+    assert target.client().dbsize() == 4
+
+
+def test_a_host_directory_that_is_not_what_the_container_sees_is_not_used(
+    docker_target_factory: Factory, tmp_path: Path
+) -> None:
+    platform = docker_target_factory().platform
+    assert isinstance(platform, DockerPlatform)
+    assert platform._host_view_differs(str(tmp_path), "/data") == (
+        f"{tmp_path} here is not what the container sees at /data"
+    )
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path)
+    assert "not a plain directory" in (platform._host_view_differs(str(link), "/data") or "")
+
+
+def test_the_archive_way_swaps_without_reading_the_files_it_moves(
+    docker_archive_target_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = docker_archive_target_factory()
+    platform = target.platform
+    assert isinstance(platform, DockerPlatform)
+    assert "through the engine's archive API (direct access turned off)" in platform.describe()
+    big = os.urandom(8 * 1024 * 1024)
+    platform.stage_file(TAG, "dump.rdb", [big], len(big))
+    platform.stop(TIMEOUT)
+    platform.swap_in(TAG, ["dump.rdb"])
+    platform.stage_file("t-second", "dump.rdb", [b"next"], 4)
+    counted = count_archive_bytes(platform, monkeypatch)
+    swap = platform.swap_in("t-second", ["dump.rdb"])  # the 8 MB file goes aside, by its header
+    platform.swap_back(swap)
+    assert sum(counted) < 1024 * 1024, f"{sum(counted)} bytes read from the engine"
+    assert read_all(platform, "dump.rdb") == big
+
+
+def test_go_times_to_nanoseconds() -> None:
+    assert _go_time_ns("2026-11-25T17:30:01.123456789Z") == 1_795_627_801_123_456_789
+    assert _go_time_ns("2026-11-25T18:30:01.5+01:00") == 1_795_627_801_500_000_000
+    assert _go_time_ns("2026-11-25T17:30:01Z") == 1_795_627_801_000_000_000
