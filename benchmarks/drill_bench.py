@@ -15,6 +15,9 @@ Each run: `redis-dr drill --target docker://NAME --storage URL --instance bench
 find, preflight, fetch = download + check + stage into the volume, place, load,
 verify), the RTO (kill to a verified, writable server) against the goal of 30 s and
 the runbooks' 5 minutes, the RPO and keys lost, and the whole command's wall time.
+The load phase (our start of the container and our wait for `loading:0`) is set
+beside the server's own figures from the container's log: its "DB loaded from disk"
+time and, by the log's timestamps, its start to "Ready to accept connections".
 A second run finds the first in the history (the trend).
 
 Needs a Docker engine (infra/start-docker.sh). Everything binds 127.0.0.1; the
@@ -65,6 +68,26 @@ GOAL_SECONDS = 30.0
 RUNBOOK_SECONDS = 300.0
 LATE_KEYS = 1000
 LABEL = "redis-dr.bench-drill"
+SERVER_FIGURES = ("server_load", "server_start_to_ready")
+_LOADED = re.compile(r"DB loaded from disk: ([0-9.]+) seconds")
+
+
+def server_timing(container: Any, since: float) -> dict[str, float]:
+    """The server's own load figures from the container's log since `since` (epoch seconds):
+    `server_load` (its "DB loaded from disk" time) and `server_start_to_ready` (log timestamps)."""
+    text = container.logs(since=int(since), timestamps=True).decode("utf-8", "replace")
+    found: dict[str, float] = {}
+    starting = None
+    for line in text.splitlines():
+        stamp, _, message = line.partition(" ")
+        when = dt.datetime.fromisoformat(stamp[:26] + "+00:00").timestamp() if stamp[:4].isdigit() else None
+        if "Redis is starting" in message:
+            starting = when
+        elif "Ready to accept connections" in message and starting is not None and when is not None:
+            found["server_start_to_ready"] = when - starting
+        elif (loaded := _LOADED.search(message)) is not None:
+            found["server_load"] = float(loaded[1])
+    return found
 
 
 def start_container(client: Any, image: str, name: str) -> tuple[Any, Any, int]:
@@ -97,10 +120,12 @@ def report(meta: dict[str, Any], runs: list[dict[str, Any]], notes: list[str]) -
     lines += [f"- {note}" for note in notes] + [""]
     phases = [p for p in DRILL_PHASES if any(p in r["phases"] for r in runs)]
     header = ["run", *phases, "RTO", "vs 30 s goal", "vs 5 min runbook", "RPO", "keys lost", "command"]
+    header += ["server's own load", "server start to ready"]
     header.append("result")
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for number, r in enumerate(runs, start=1):
         rto = r.get("rto_seconds")
+        server = r.get("server", {})
         cells = [str(number), *(f"{r['phases'].get(p, 0):.2f}" for p in phases)]
         cells += [
             f"**{rto:.2f} s**" if rto else "-",
@@ -109,6 +134,7 @@ def report(meta: dict[str, Any], runs: list[dict[str, Any]], notes: list[str]) -
             f"{r['rpo']:.0f} s" if r.get("rpo") is not None else "-",
             str(r.get("keys_lost", "-")),
             f"{r['wall']:.1f} s",
+            *(f"{server[key]:.2f} s" if key in server else "-" for key in SERVER_FIGURES),
             r["result"],
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -160,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             server.mset({f"late:{number}:{i}": i for i in range(LATE_KEYS)})
             command = [redis_dr, "drill", "--target", f"docker://{name}", "--storage", storage,
                        "--instance", INSTANCE, "--yes", "--json"]  # fmt: skip
+            since = time.time() - 1
             code, out, err, wall = run(command, args.timeout)
             outcome = json.loads(out) if out.strip().startswith("{") else {}
             point = outcome.get("recovery_point") or {}
@@ -169,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 "phases": outcome.get("phases", {}), "rto_seconds": outcome.get("rto_seconds"),
                 "rpo": point.get("backup_age_seconds"), "keys_lost": lost,
                 "wall": wall, "result": "pass" if code == 0 else f"exit {code}: {last}",
-                "trend": (outcome.get("trend") or {}),
+                "trend": (outcome.get("trend") or {}), "server": server_timing(container, since),
             })  # fmt: skip
             rto = outcome.get("rto_seconds")
             print(f"run {number}: exit {code}, RTO {rto}, wall {wall:.1f} s", flush=True)
