@@ -88,7 +88,7 @@ def backup_metrics(run: BackupRun, timer: RunTimer) -> list[RunMetrics]:
             operation, request.environment, request.instance, location.url, succeeded=done,
             primary=location.primary,
             size_bytes=manifest.stored_size if done and manifest else None,
-            keys=manifest.source.total_keys if done and manifest else None,
+            key_count=manifest.source.total_keys if done and manifest else None,
         ))  # fmt: skip
     return metrics
 

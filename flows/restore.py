@@ -107,7 +107,7 @@ def restore_metrics(run: RestoreRun, timer: RunTimer, outcome: RestoreOutcome | 
     return timer.metrics(
         Operation.RESTORE, request.environment, request.instance, succeeded=done,
         size_bytes=run.plan.backup.raw_size if done and run.plan is not None else None,
-        keys=outcome.verification.keys_loaded if outcome is not None else None,
+        key_count=outcome.verification.keys_loaded if outcome is not None else None,
     )  # fmt: skip
 
 

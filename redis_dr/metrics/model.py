@@ -66,7 +66,7 @@ class RunMetrics(BaseModel):
     duration_seconds: float = Field(ge=0)
     primary: bool = Field(default=False, description="A backup's primary location (the runbook's gauge).")
     size_bytes: int | None = Field(default=None, ge=0, description="Bytes the success made or read.")
-    keys: int | None = Field(default=None, ge=0, description="Keys the success made or read.")
+    key_count: int | None = Field(default=None, ge=0, description="Keys the success made or read.")
     max_age_seconds: float | None = Field(default=None, gt=0, description="Oldest its last success may get.")
     lag_seconds: float | None = Field(default=None, ge=0, description="Replication lag of this destination.")
     max_lag_seconds: float | None = Field(default=None, ge=0, description="The lag the run tolerates.")
@@ -149,7 +149,7 @@ GAUGES: tuple[Gauge, ...] = (
     Gauge("redis_dr_last_success_size_bytes", "Bytes the last successful run stored or read.", Sent.SUCCESS,
           lambda run: run.size_bytes),
     Gauge("redis_dr_last_success_keys", "Keys the last successful run backed up or restored.", Sent.SUCCESS,
-          lambda run: run.keys),
+          lambda run: run.key_count),
     Gauge("redis_dr_max_age_seconds", "How old the last success may get before it is overdue "
           "(from the schedule).", Sent.KNOWN, lambda run: run.max_age_seconds),
     Gauge("redis_dr_replication_lag_seconds", "How far this location's newest backup is behind the "

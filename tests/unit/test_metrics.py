@@ -46,7 +46,7 @@ def samples(group: MetricGroup) -> dict[str, tuple[dict[str, str], float]]:
 
 
 def test_a_success_exposes_its_timestamps_size_keys_and_outcome() -> None:
-    group, compat = groups_of([backup(True, size_bytes=310_500, keys=2000)])
+    group, compat = groups_of([backup(True, size_bytes=310_500, key_count=2000)])
     found = samples(group)
     labels = {"operation": "backup", "environment": "production", "instance": "sessions", "location": PRIMARY}
     assert group.labels == labels
@@ -65,7 +65,7 @@ def test_a_success_exposes_its_timestamps_size_keys_and_outcome() -> None:
 
 
 def test_a_failure_sends_its_attempt_but_no_success_gauge() -> None:
-    (group,) = groups_of([backup(False, size_bytes=1, keys=1)])
+    (group,) = groups_of([backup(False, size_bytes=1, key_count=1)])
     found = samples(group)
     assert set(found) == {
         "redis_dr_last_attempt_timestamp_seconds",
@@ -146,3 +146,14 @@ def test_the_timer_gives_the_run_its_end_and_duration() -> None:
 def test_negative_figures_are_refused() -> None:
     with pytest.raises(ValidationError):
         backup(True, size_bytes=-1)
+
+
+def test_run_metrics_pass_through_prefect_as_task_parameters() -> None:
+    """Prefect walks a task's parameters and takes a model with a `keys` attribute for a mapping
+    (a field named `keys` made every publish-metrics task fail: 'NoneType' object is not callable)."""
+    from prefect.utilities.collections import visit_collection
+
+    run = backup(True, size_bytes=1, key_count=2)
+    seen: list[object] = []
+    visit_collection([run], visit_fn=seen.append, return_data=False)
+    assert run in seen

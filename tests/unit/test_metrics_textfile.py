@@ -42,7 +42,7 @@ def values(directory: Path) -> dict[str, float]:
 
 
 def test_a_failure_keeps_the_last_success(tmp_path: Path) -> None:
-    write_groups(str(tmp_path), groups_of([run(True, FIRST, size_bytes=4096, keys=10)]))
+    write_groups(str(tmp_path), groups_of([run(True, FIRST, size_bytes=4096, key_count=10)]))
     write_groups(str(tmp_path), groups_of([run(False, LATER)]))
     found = values(tmp_path)
     assert found["redis_dr_last_success_timestamp_seconds"] == FIRST.timestamp()
@@ -55,7 +55,7 @@ def test_a_failure_keeps_the_last_success(tmp_path: Path) -> None:
 
 def test_a_later_success_replaces_what_it_sends_and_keeps_the_failure_time(tmp_path: Path) -> None:
     then = LATER + timedelta(hours=1)
-    for ran in (run(True, FIRST, keys=10), run(False, LATER), run(True, then, keys=12)):
+    for ran in (run(True, FIRST, key_count=10), run(False, LATER), run(True, then, key_count=12)):
         write_groups(str(tmp_path), groups_of([ran]))
     found = values(tmp_path)
     assert found["redis_dr_last_success_timestamp_seconds"] == then.timestamp()
@@ -75,7 +75,7 @@ def test_files_are_complete_readable_by_others_and_no_temporary_file_is_left(tmp
 
 def test_a_full_file_system_leaves_the_previous_file_whole(tmpfs_factory: Callable[[str], Path]) -> None:
     directory = tmpfs_factory("64k")
-    write_groups(str(directory), groups_of([run(True, FIRST, keys=10)]))
+    write_groups(str(directory), groups_of([run(True, FIRST, key_count=10)]))
     before = {path.name: path.read_bytes() for path in directory.glob("*.prom")}
     with (directory / "filler").open("wb", buffering=0) as filler:
         try:
