@@ -63,17 +63,17 @@ def backup(request: BackupRequest, metrics: MetricsTargets | None = None) -> Man
     except RedisDRError as exc:
         log.error("backup of %s failed at %s: %s", request.instance, run.step, exc)
         publish_artifact(run, error=str(exc))
-        report_metrics(metrics, backup_metrics(run, timer), log)
+        report_metrics(metrics, lambda: backup_metrics(run, timer), log)
         # Prefect takes a returned state as the run's final state: the UI shows this one
         # line (not "Flow run encountered an exception: ..."), and calling the flow still
         # raises `exc` itself, so the CLI keeps its exit code.
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
     except Exception as exc:  # a bug: the artifact says where, Prefect keeps the traceback
         publish_artifact(run, error=f"unexpected {type(exc).__name__}: {exc}")
-        report_metrics(metrics, backup_metrics(run, timer), log)
+        report_metrics(metrics, lambda: backup_metrics(run, timer), log)
         raise
     publish_artifact(run)
-    report_metrics(metrics, backup_metrics(run, timer), log)
+    report_metrics(metrics, lambda: backup_metrics(run, timer), log)
     return manifest
 
 

@@ -57,14 +57,14 @@ def prune(request: PruneRequest, metrics: MetricsTargets | None = None) -> Prune
                     log.error("location %d %s: %s", position, location.url, exc)
     except RedisDRError as exc:  # the instance's lease was not had: nothing was touched
         log.error("prune of %s did not start: %s", request.instance, exc)
-        report_metrics(metrics, prune_metrics(request, outcome, timer, failed=True), log)
+        report_metrics(metrics, lambda: prune_metrics(request, outcome, timer, failed=True), log)
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
     except Exception as exc:  # a bug: the artifact says so, Prefect keeps the traceback
         publish_artifact(outcome, error=f"unexpected {type(exc).__name__}: {exc}")
-        report_metrics(metrics, prune_metrics(request, outcome, timer, failed=True), log)
+        report_metrics(metrics, lambda: prune_metrics(request, outcome, timer, failed=True), log)
         raise
     publish_artifact(outcome)
-    report_metrics(metrics, prune_metrics(request, outcome, timer), log)
+    report_metrics(metrics, lambda: prune_metrics(request, outcome, timer), log)
     if errors:
         failed = [location for location in outcome.locations if location.error is not None]
         details = "; ".join(f"{location.url}: {location.error}" for location in failed)

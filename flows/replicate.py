@@ -73,15 +73,15 @@ def replicate(request: ReplicateRequest, metrics: MetricsTargets | None = None) 
     except RedisDRError as exc:
         log.error("replication of %s failed: %s", request.instance, exc)
         publish_artifact(request, None, error=str(exc))
-        report_metrics(metrics, replicate_metrics(request, None, timer), log)
+        report_metrics(metrics, lambda: replicate_metrics(request, None, timer), log)
         # A returned state is the run's final state; calling the flow raises exc (see flows/backup.py).
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
     except Exception as exc:  # a bug: the artifact says so, Prefect keeps the traceback
         publish_artifact(request, None, error=f"unexpected {type(exc).__name__}: {exc}")
-        report_metrics(metrics, replicate_metrics(request, None, timer), log)
+        report_metrics(metrics, lambda: replicate_metrics(request, None, timer), log)
         raise
     publish_artifact(request, result)
-    report_metrics(metrics, replicate_metrics(request, result, timer), log)
+    report_metrics(metrics, lambda: replicate_metrics(request, result, timer), log)
     if result.problems:
         failure = failed_run(run, result)
         log.error("%s", failure)

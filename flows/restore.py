@@ -89,14 +89,14 @@ def restore(
             exc = _with_note(exc, "the target was not touched")  # the CLI's line says so too
         log.error("restore of %s failed at %s: %s", request.instance, run.step, exc)
         publish_artifact(run, error=str(exc))
-        report_metrics(metrics, [restore_metrics(run, timer, None)], log)
+        report_metrics(metrics, lambda: [restore_metrics(run, timer, None)], log)
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
     except Exception as exc:
         publish_artifact(run, error=f"unexpected {type(exc).__name__}: {exc}")
-        report_metrics(metrics, [restore_metrics(run, timer, None)], log)
+        report_metrics(metrics, lambda: [restore_metrics(run, timer, None)], log)
         raise
     publish_artifact(run, recovery=outcome.recovery_seconds)
-    report_metrics(metrics, [restore_metrics(run, timer, outcome)], log)
+    report_metrics(metrics, lambda: [restore_metrics(run, timer, outcome)], log)
     return outcome
 
 

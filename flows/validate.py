@@ -50,13 +50,13 @@ def validate(request: ValidateRequest, metrics: MetricsTargets | None = None) ->
             checks, errors = validate_locations(request, log)
     except RedisDRError as exc:  # the instance's lease was not had: nothing was read
         log.error("validation of %s did not start: %s", request.instance, exc)
-        report_metrics(metrics, validate_metrics(request, None, timer), log)
+        report_metrics(metrics, lambda: validate_metrics(request, None, timer), log)
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
     except Exception:  # a bug: Prefect keeps the traceback; the verdict is a failure
-        report_metrics(metrics, validate_metrics(request, None, timer), log)
+        report_metrics(metrics, lambda: validate_metrics(request, None, timer), log)
         raise
     publish_artifact(request, checks)
-    report_metrics(metrics, validate_metrics(request, checks, timer), log)
+    report_metrics(metrics, lambda: validate_metrics(request, checks, timer), log)
     failed = [check for check in checks if not check.ok]
     if failed:
         # Failed checks beyond those the errors account for are integrity failures.

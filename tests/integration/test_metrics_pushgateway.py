@@ -198,14 +198,20 @@ def test_a_failing_sink_is_a_warning_and_the_other_sink_still_gets_the_metrics(
 
     @flow(name="sink-probe")
     def probe() -> str:
-        report_metrics(MetricsTargets(pushgateway=closed, textfile_dir=str(tmp_path)),
-                       [run("sessions", True, FIRST)], get_run_logger())  # fmt: skip
+        log = get_run_logger()
+        targets = MetricsTargets(pushgateway=closed, textfile_dir=str(tmp_path))
+        report_metrics(targets, lambda: [run("sessions", True, FIRST)], log)
+        report_metrics(targets, lambda: [run("sessions", True, FIRST, size_bytes=-1)], log)  # a bug measuring
         return "done"
 
     state = probe(return_state=True)
     assert state.is_completed() and state.result() == "done"
     flow_warnings = [line for line in run_log_lines(state, logging.WARNING) if "Task run" not in line]
-    assert flow_warnings == [f"metrics not pushed to {closed}: connection refused"]
+    assert flow_warnings[0] == f"metrics not pushed to {closed}: connection refused"
+    assert flow_warnings[1] == (
+        "metrics not published: measuring the run failed: ValidationError: 1 validation error for RunMetrics"
+    )
+    assert len(flow_warnings) == 2
     assert f"metrics written to {tmp_path} (2 file(s))" in run_log_lines(state)
     assert sorted(path.name.split("_")[1] for path in tmp_path.glob("*.prom")) == ["backup", "last-backup"]
 
