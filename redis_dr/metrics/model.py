@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from enum import Enum, StrEnum
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 #: The Pushgateway job of every group (node_exporter's textfile collector adds its own job).
 JOB = "redis-dr"
@@ -66,7 +66,12 @@ class RunMetrics(BaseModel):
     duration_seconds: float = Field(ge=0)
     primary: bool = Field(default=False, description="A backup's primary location (the runbook's gauge).")
     size_bytes: int | None = Field(default=None, ge=0, description="Bytes the success made or read.")
-    key_count: int | None = Field(default=None, ge=0, description="Keys the success made or read.")
+    #: Not named `keys`: Prefect takes a model with a `keys` attribute for a mapping (its task
+    #: parameters are walked); `keys=` is still accepted when the model is built.
+    key_count: int | None = Field(
+        default=None, ge=0, validation_alias=AliasChoices("key_count", "keys"),
+        description="Keys the success made or read.",
+    )  # fmt: skip
     max_age_seconds: float | None = Field(default=None, gt=0, description="Oldest its last success may get.")
     lag_seconds: float | None = Field(default=None, ge=0, description="Replication lag of this destination.")
     max_lag_seconds: float | None = Field(default=None, ge=0, description="The lag the run tolerates.")

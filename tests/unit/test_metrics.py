@@ -157,3 +157,9 @@ def test_run_metrics_pass_through_prefect_as_task_parameters() -> None:
     seen: list[object] = []
     visit_collection([run], visit_fn=seen.append, return_data=False)
     assert run in seen
+
+
+def test_a_key_count_given_as_keys_is_taken() -> None:
+    run = RunTimer().metrics(Operation.RESTORE_TEST, "staging", "sessions", succeeded=True, keys=5)
+    assert run.key_count == 5
+    assert not hasattr(run, "keys")
