@@ -23,6 +23,7 @@ import pytest
 import yaml
 from prefect.automations import AutomationCore, DoNothing, EventTrigger, Posture, SendNotification
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.blocks.system import Secret
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.events.filters import (
     AutomationFilter,
@@ -32,6 +33,7 @@ from prefect.events.filters import (
     EventResourceFilter,
 )
 from prefect.flow_engine import run_flow
+from prefect.states import Crashed
 
 from flows.automations import RegisteredAutomations, own_automations, register_automations
 from flows.backup import backup
@@ -39,6 +41,7 @@ from flows.deploy import Registered, register
 from redis_dr.automation_plan import AutomationKind, automation_specs
 from redis_dr.environment import EnvironmentConfig, load_environment
 from redis_dr.sandbox.ports import free_port
+from tests.integration.cli import assert_one_clear_error, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -212,6 +215,21 @@ def test_a_failed_run_of_a_deployment_notifies_through_the_block(
     assert "127.0.0.1" in message["body"]  # the state message names the Redis it could not reach
 
 
+def test_a_crashed_run_notifies_too(
+    prefect_client: SyncPrefectClient, registration: Registration, receiver: Receiver
+) -> None:
+    deployment = prefect_client.read_deployment_by_name("redis-backup/autotest-sessions")
+    flow_run = prefect_client.create_flow_run_from_deployment(deployment.id)
+    # What a worker reports when the process of a run died under it.
+    prefect_client.set_flow_run_state(
+        flow_run.id, Crashed(message="the run's process exited with -9"), force=True
+    )
+
+    message = receiver.wait_for(lambda m: flow_run.name in m["body"])
+    assert message["subject"] == "redis-dr autotest: redis-backup Crashed"
+    assert "the run's process exited with -9" in message["body"]
+
+
 def test_a_backup_deployment_without_a_completed_run_in_its_window_raises_an_event_and_notifies(
     prefect_client: SyncPrefectClient, registration: Registration, receiver: Receiver
 ) -> None:
@@ -231,7 +249,10 @@ def test_a_backup_deployment_without_a_completed_run_in_its_window_raises_an_eve
 
 
 def test_registering_a_changed_file_updates_and_removes_only_its_own_automations(
-    prefect_client: SyncPrefectClient, registration: Registration, tmp_path: Path
+    prefect_client: SyncPrefectClient,
+    registration: Registration,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Automations somebody else made (disabled, and expecting an event that never happens): one with the
     # environment's prefix but not its tags, one with its tags but not its prefix. Deploy leaves both alone.
@@ -248,16 +269,19 @@ def test_registering_a_changed_file_updates_and_removes_only_its_own_automations
     ]
     foreign_ids = [prefect_client.create_automation(automation) for automation in foreign]
     instance = registration.environment.instances["sessions"].model_dump(mode="json", exclude_none=True)
-    changed = load_environment(environment_file(
+    changed = environment_file(
         tmp_path, notifications={}, schedules={"backup": "0 */2 * * *"},
         instances={"sessions": instance, "cache": instance},
-    ))  # fmt: skip
+    )  # fmt: skip
 
-    outcome = register(changed)
+    code, out, err = run_cli(capsys, "deploy", "--env-file", str(changed), "--json")
 
+    assert code == 0, err
+    outcome = json.loads(out)
     overdue_cache = "redis-dr autotest: backup overdue, redis-backup/autotest-cache"
-    assert outcome.automations == {overdue_cache: "created", OVERDUE: "updated"}
-    assert outcome.automations_removed == [FAILED]
+    assert outcome["automations"] == {overdue_cache: "created", OVERDUE: "updated"}
+    assert outcome["automations_removed"] == [FAILED]
+    assert [spec["name"] for spec in outcome["automation_specs"]] == [overdue_cache, OVERDUE]
     automations = by_name(own_automations(prefect_client, ENV))
     assert sorted(automations) == [overdue_cache, OVERDUE]
     overdue = automations[OVERDUE]
@@ -267,3 +291,59 @@ def test_registering_a_changed_file_updates_and_removes_only_its_own_automations
     assert [action.type for action in overdue.actions] == ["do-nothing"]  # no block: an event only
     for automation_id in foreign_ids:
         assert prefect_client.read_automation(automation_id) is not None
+
+    # The same file again: nothing to change, and the terminal names each automation.
+    code, out, err = run_cli(capsys, "deploy", "--env-file", str(changed))
+    assert code == 0, err
+    assert f"automation {OVERDUE}: unchanged" in err.splitlines()
+    assert any(line.startswith(f"{OVERDUE}  no run completed within 3h45m") for line in out.splitlines()), out
+    assert by_name(own_automations(prefect_client, ENV))[OVERDUE].id == overdue.id  # not replaced
+
+
+def test_deploy_refuses_a_block_that_is_missing_or_cannot_notify_before_registering_anything(
+    prefect_client: SyncPrefectClient,
+    registration: Registration,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    Secret(value="not a notifier").save("autotest-secret", overwrite=True)
+    backup = "redis-backup/autotest-sessions"
+    schedules = [s.schedule.cron for s in prefect_client.read_deployment_by_name(backup).schedules]  # type: ignore[union-attr]
+    before = sorted(a.model_dump_json() for a in own_automations(prefect_client, ENV))
+    for block, fragment in (
+        (
+            "custom-webhook/autotest-nobody",
+            "notification block custom-webhook/autotest-nobody does not exist",
+        ),
+        ("secret/autotest-secret", "block secret/autotest-secret cannot send notifications"),
+    ):
+        broken = environment_file(tmp_path, notifications={"block": block}, schedules={"backup": "0 3 * * *"})
+        code, _, err = run_cli(capsys, "deploy", "--env-file", str(broken))
+        assert code == 2
+        assert_one_clear_error(err, fragment)
+    assert "0 3 * * *" not in schedules  # the broken files' schedule was never applied
+    assert [s.schedule.cron for s in prefect_client.read_deployment_by_name(backup).schedules] == schedules  # type: ignore[union-attr]
+    assert sorted(a.model_dump_json() for a in own_automations(prefect_client, ENV)) == before
+
+
+def test_deploy_dry_run_lists_the_automations_it_would_register(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env_file = environment_file(tmp_path)
+
+    code, out, err = run_cli(capsys, "deploy", "--env-file", str(env_file), "--dry-run")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert any(line.split()[:1] == ["AUTOMATION"] and "NOTIFIES" in line for line in lines), out
+    assert any(line.startswith(FAILED) and line.endswith(f"custom-webhook/{BLOCK}") for line in lines), out
+    assert any(line.startswith(f"{OVERDUE}  no run completed within 15m (*/5 * * * * in Europe/Berlin: 5m apart")
+               for line in lines), out  # fmt: skip
+
+    code, out, err = run_cli(capsys, "deploy", "--env-file", str(env_file), "--dry-run", "--json")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert [spec["name"] for spec in shown["automation_specs"]] == [FAILED, OVERDUE]
+    assert shown["automation_specs"][1]["within"] == "15m"
+    assert ("redis-backup", "autotest-sessions") in {
+        (spec["flow_name"], spec["name"]) for spec in shown["specs"]
+    }
