@@ -129,13 +129,13 @@ def drill(request: DrillRequest, metrics: MetricsTargets | None = None) -> Drill
             _record_failure(run, str(failure), log)
         _publish(run, error=str(failure))
         if run.killed:  # a refusal before the kill is no drill: the last drill's figures stand
-            report_metrics(metrics, [drill_metrics(request, None, timer)], log)
+            report_metrics(metrics, lambda: [drill_metrics(request, None, timer)], log)
         return Failed(message=str(failure), data=failure)  # type: ignore[return-value]
     except Exception as exc:  # a bug: the artifact says where, Prefect keeps the traceback
         _publish(run, error=f"unexpected {type(exc).__name__} at {run.where()}: {exc}")
         raise
     _publish(run)
-    report_metrics(metrics, [drill_metrics(request, outcome, timer)], log)
+    report_metrics(metrics, lambda: [drill_metrics(request, outcome, timer)], log)
     if not outcome.passed:
         point = outcome.recovery_point
         kind = DrillOverTargetError if point is not None and point.marker_gone else DrillDataError

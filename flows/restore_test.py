@@ -45,14 +45,14 @@ def restore_test(request: RestoreTestRequest, metrics: MetricsTargets | None = N
     except RedisDRError as exc:
         log.error("restore test of %s failed: %s", request.instance, exc)
         publish_artifact(request, None, str(exc))
-        report_metrics(metrics, [result_metrics(request, None, timer)], log)
+        report_metrics(metrics, lambda: [result_metrics(request, None, timer)], log)
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
     for finding in report.verification.findings:
         log.info("%s: %s: %s", finding.name, finding.result.value, finding.detail)
     if report.data_check is not None:
         log.info("data check: %s", "passed" if report.data_check.passed else "FAILED")
     publish_artifact(request, report, None)
-    report_metrics(metrics, [result_metrics(request, report, timer)], log)
+    report_metrics(metrics, lambda: [result_metrics(request, report, timer)], log)
     if not report.passed:
         failure = RestoreTestFailed(report)
         log.error("%s", failure)
@@ -69,5 +69,6 @@ def result_metrics(
     passed = report is not None and report.passed
     keys = report.keys_restored if report is not None else None
     return timer.metrics(
-        Operation.RESTORE_TEST, request.environment, request.instance, location, succeeded=passed, keys=keys
-    )
+        Operation.RESTORE_TEST, request.environment, request.instance, location,
+        succeeded=passed, key_count=keys,
+    )  # fmt: skip

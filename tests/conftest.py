@@ -27,6 +27,7 @@ pytest_plugins = [
     "tests.fixtures.local_targets",
     "tests.fixtures.docker_targets",
     "tests.fixtures.unprivileged",
+    "tests.fixtures.prometheus_servers",
 ]
 
 

@@ -20,10 +20,9 @@ from redis_dr.metrics.publish import publish
 from redis_dr.metrics.pushgateway import push_groups
 from redis_dr.metrics.targets import MetricsTargets
 from redis_dr.sandbox.ports import free_port
-from tests.fixtures.prometheus_servers import Pushgateway, pushgateway
+from tests.fixtures.prometheus_servers import Pushgateway
 from tests.integration.prefect_runs import logs_once_delivered
 
-__all__ = ["pushgateway"]  # the fixture, imported for the tests below
 pytestmark = pytest.mark.integration
 
 FIRST = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)

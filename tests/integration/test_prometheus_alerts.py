@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 
 from redis_dr.sandbox.redis_server import RedisServer
-from tests.fixtures.prometheus_servers import Prometheus, Pushgateway, prometheus, pushgateway
+from tests.fixtures.prometheus_servers import Prometheus, Pushgateway
 from tests.integration.cli import run_cli
 
-__all__ = ["prometheus", "pushgateway"]  # the fixtures, imported for the test below
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
 ALERT = "RedisBackupJobFailed"
