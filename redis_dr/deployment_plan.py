@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from redis_dr.environment import EnvironmentConfig, InstanceConfig
 from redis_dr.manifest import BackupKind
 from redis_dr.run_tags import PROJECT_TAG, PROTECTED_TAG, instance_tag
+from redis_dr.schedule_gaps import overdue_after
 
 #: Flow name -> entrypoint (path:function) in the project's source tree.
 ENTRYPOINTS = {
@@ -121,7 +122,7 @@ def _instance_specs(
             entrypoint=ENTRYPOINTS[flow_name],
             description=description,
             work_pool=environment.prefect.work_pool,
-            parameters={"request": _form(request)},
+            parameters={"request": _form(request), **_metrics(environment, cron)},
             schedules=(
                 []
                 if cron is None
@@ -140,6 +141,17 @@ def _instance_specs(
         )
         for flow_name, suffix, description, request, cron, overrides in found
     ]
+
+
+def _metrics(environment: EnvironmentConfig, cron: str | None) -> dict[str, Any]:
+    """The deployment's `metrics` parameter: the environment's sinks, and for a scheduled flow how
+    old its last success may get (the interval plus the margin the overdue automation uses too)."""
+    targets = environment.metrics
+    if targets.empty:
+        return {}
+    max_age = overdue_after(cron, environment.prefect.timezone) if cron is not None else None
+    with_age = targets.model_copy(update={"max_age": max_age})
+    return {"metrics": with_age.model_dump(mode="json", exclude_none=True)}
 
 
 def _form(request: BaseModel) -> dict[str, Any]:

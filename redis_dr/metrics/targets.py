@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
-from cronsim import CronSim, CronSimError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from redis_dr.config import field_check
@@ -80,7 +77,7 @@ class MetricsTargets(BaseModel):
         default=None,
         description="How old the last success of this flow may get before an alert says it is overdue "
         "(redis_dr_max_age_seconds; RedisBackupOld for backups). Set per deployment from its schedule "
-        "(max_age_of_schedule); empty: not published.",
+        "(redis_dr/schedule_gaps.py: its interval plus a margin); empty: not published.",
     )
 
     @property
@@ -113,31 +110,3 @@ class MetricsTargets(BaseModel):
         if textfile_dir is not None:
             check_textfile_dir(textfile_dir)
         return MetricsTargets(pushgateway=pushgateway, textfile_dir=textfile_dir, max_age=self.max_age)
-
-
-#: How many scheduled runs `max_age_of_schedule` looks ahead, and at most how far.
-SCHEDULE_LOOKAHEAD_RUNS = 60
-SCHEDULE_LOOKAHEAD = timedelta(days=400)
-
-
-def max_age_of_schedule(cron: str, timezone: str = "UTC", now: datetime | None = None) -> timedelta:
-    """How old a flow's last success may get on this cron schedule: twice the longest gap between
-    two of its next runs, so that one missed run is tolerated and the second one alerts.
-
-    `cron` is a 5-field line (checked by the environment file), read in `timezone`.
-    """
-    zone = ZoneInfo(timezone)
-    start = (now or datetime.now(zone)).astimezone(zone).replace(second=0, microsecond=0)
-    try:
-        runs = CronSim(cron, start)
-        previous = next(runs).astimezone(UTC)
-        longest = timedelta(0)
-        for _ in range(SCHEDULE_LOOKAHEAD_RUNS):
-            following = next(runs).astimezone(UTC)
-            longest = max(longest, following - previous)
-            if following - start > SCHEDULE_LOOKAHEAD:
-                break
-            previous = following
-    except (CronSimError, StopIteration) as exc:
-        raise ConfigError(f"schedule {cron!r}: cannot tell its interval ({exc or 'it never runs'})") from None
-    return 2 * longest

@@ -10,15 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from cronsim import CronSim
 
-from redis_dr.automation_plan import (
-    AutomationKind,
-    automation_notes,
-    automation_specs,
-    longest_gap,
-    margin,
-    name_prefix,
-)
+from redis_dr.automation_plan import AutomationKind, automation_notes, automation_specs, name_prefix
 from redis_dr.environment import EnvironmentConfig, load_environment
+from redis_dr.schedule_gaps import longest_gap, margin
 
 DEPLOYMENTS = Path(__file__).resolve().parents[2] / "deployments"
 

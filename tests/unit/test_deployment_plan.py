@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from redis_dr.automation_plan import automation_specs
 from redis_dr.deployment_plan import DeploymentSpec, deployment_specs, left_out
+from redis_dr.durations import parse_duration
 from redis_dr.environment import load_environment
 from redis_dr.errors import ConfigError
 from redis_dr.run_tags import lease_name
@@ -171,3 +173,17 @@ def test_what_a_schedule_cannot_apply_to_is_said(tmp_path: Path) -> None:
         "sessions has no AOF backup: its target gives no access to its files",
     ]
     assert left_out(load_environment(DEPLOYMENTS / "production.yaml")) == []
+
+
+def test_every_deployment_reports_metrics_and_a_scheduled_one_is_overdue_when_its_automation_says() -> None:
+    production = load_environment(DEPLOYMENTS / "production.yaml")
+    specs = by_name(deployment_specs(production))
+    overdue = {spec.name: spec.within for spec in automation_specs(production) if spec.within is not None}
+
+    for spec in specs.values():
+        assert spec.parameters["metrics"]["pushgateway"] == "http://pushgateway.monitoring:9091"
+    assert "max_age" not in specs["redis-restore/production-sessions"].parameters["metrics"]  # on demand
+    backup = specs["redis-backup/production-sessions"].parameters["metrics"]
+    assert backup["max_age"] == "1h15m"  # hourly, plus the margin
+    assert parse_duration(backup["max_age"]) in overdue.values()
+    assert specs["redis-restore-test/production-sessions"].parameters["metrics"]["max_age"] == "31d2h"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from pydantic import ValidationError
 
 from cli.common import add_metrics_arguments, metrics_from_args
 from redis_dr.errors import ConfigError
-from redis_dr.metrics.targets import MetricsTargets, check_pushgateway_url, max_age_of_schedule
+from redis_dr.metrics.targets import MetricsTargets, check_pushgateway_url
 
 ENV_FILE = """\
 environment: staging
@@ -123,27 +122,3 @@ def test_the_form_refuses_unknown_fields() -> None:
     with pytest.raises(ValidationError):
         MetricsTargets.model_validate({"pushgatway": "http://127.0.0.1:9091"})
 
-
-@pytest.mark.parametrize(
-    ("cron", "zone", "expected"),
-    [
-        ("0 * * * *", "UTC", timedelta(hours=2)),
-        ("0 */6 * * *", "Europe/Berlin", timedelta(hours=12)),
-        ("0 3 * * *", "UTC", timedelta(days=2)),
-        ("30 2 * * 1-5", "UTC", timedelta(days=6)),  # Friday to Monday is the longest gap
-        ("0 4 1 * *", "UTC", timedelta(days=62)),
-    ],
-)
-def test_max_age_is_twice_the_longest_gap_of_the_schedule(cron: str, zone: str, expected: timedelta) -> None:
-    assert max_age_of_schedule(cron, zone, now=datetime(2026, 1, 5, tzinfo=UTC)) == expected
-
-
-def test_max_age_counts_real_hours_across_a_dst_change() -> None:
-    # Daily at 04:30 Berlin time around the spring change (29 March 2026): one gap is 23 h, none longer.
-    assert max_age_of_schedule("30 4 * * *", "Europe/Berlin", now=datetime(2026, 3, 27, tzinfo=UTC)) == (
-        timedelta(days=2)
-    )
-    # Autumn (25 October 2026): one gap is 25 h.
-    assert max_age_of_schedule("30 4 * * *", "Europe/Berlin", now=datetime(2026, 10, 23, tzinfo=UTC)) == (
-        timedelta(hours=50)
-    )
