@@ -24,6 +24,7 @@ def listed(url: str) -> list[str]:
     return [manifest.id for manifest in Catalog(open_storage(url), "sessions").list().manifests]
 
 
+@pytest.mark.usefixtures("prefect_harness")  # the runs need an API; the session's is already up
 def test_replicate_then_prune_each_location_with_its_own_policy(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -35,7 +35,7 @@ from redis_dr.sandbox.redis_server import RedisServer
 from redis_dr.storage import open_storage
 from tests.integration.cli import assert_one_clear_error, run_cli
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
 INSTANCE = "sessions"
 SESSIONS, EXPIRING, OTHER_DB = 2000, 50, 7
