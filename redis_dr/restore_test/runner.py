@@ -159,7 +159,7 @@ def _data_check(request: RestoreTestRequest, url: str) -> DataCheckResult | None
             request.check, url, timeout=request.check_timeout_seconds, passthrough=request.check_env
         )
     if request.check_entry_point is not None:
-        return run_entry_point_check(request.check_entry_point, url)
+        return run_entry_point_check(request.check_entry_point, url, timeout=request.check_timeout_seconds)
     return None
 
 
