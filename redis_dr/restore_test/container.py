@@ -104,17 +104,19 @@ def _start_time(pid: int) -> str:
 
 
 def _run(client: Any, image: str, data_dir: Path, socket_dir: Path) -> Any:
+    """Create and start the container. Created, not `run`: that pulls a missing image from a
+    registry (a typo'd name fetched from the network, minutes of a run); this says to pull it."""
     command = [
         "redis-server", "--port", "0",
         "--unixsocket", f"{_SOCKETS}/{_SOCKET_NAME}", "--unixsocketperm", "700",
         "--dir", _DATA, "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
         "--databases", str(THROWAWAY_DATABASES),
     ]  # fmt: skip
-    with _engine(f"starting a throwaway container of {image}"):
-        return client.containers.run(
+    doing = f"starting a throwaway container of {image}"
+    with _engine(doing):
+        container = client.containers.create(
             image,
             command,
-            detach=True,
             network_mode="host",
             user=f"{os.getuid()}:{os.getgid()}",
             volumes={
@@ -123,6 +125,14 @@ def _run(client: Any, image: str, data_dir: Path, socket_dir: Path) -> Any:
             },
             labels={OWNER_LABEL: owner()},
         )
+    try:
+        with _engine(doing):
+            container.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+        raise
+    return container
 
 
 def _wait_loaded(container: Any, socket_path: Path, timeout: float) -> redis.Redis:

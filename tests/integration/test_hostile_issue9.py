@@ -1,0 +1,82 @@
+"""Issue 9 attacked as a hostile user and a 3 a.m. operator would: restore tests of odd backups and
+odd data checks, drills and metrics sinks that misbehave."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import pytest
+
+from redis_dr.backup import commit_backup, store_snapshot
+from redis_dr.catalog import Catalog
+from redis_dr.config import build_request
+from redis_dr.errors import NotFoundError
+from redis_dr.manifest import Manifest
+from redis_dr.redis.connection import RedisEndpoint
+from redis_dr.restore.source import choose_backup
+from redis_dr.restore_test.container import container_throwaway
+from redis_dr.restore_test.request import RestoreTestRequest
+from redis_dr.restore_test.runner import RestoreTestReport, run_restore_test
+from redis_dr.sandbox.redis_server import RedisServer
+from redis_dr.storage import open_storage
+
+pytestmark = pytest.mark.integration
+
+INSTANCE = "hostile"
+THROWAWAY_MARK = "redis-dr-throwaway-"
+
+
+def take_backup(server: RedisServer, url: str) -> Manifest:
+    """A committed backup of `server` by the core functions."""
+    request = build_request(instance=INSTANCE, redis_url=server.url, storage=url)
+    storage = open_storage(url)
+    try:
+        reservation = Catalog(storage, INSTANCE).reserve(datetime.now(UTC))
+        snapshot = store_snapshot(request, RedisEndpoint.from_url(server.url), storage, reservation)
+        return commit_backup(request, storage, snapshot)
+    finally:
+        storage.close()
+
+
+def restore_test(store: str, **fields: object) -> RestoreTestReport:
+    request = RestoreTestRequest(instance=INSTANCE, storage=[store], **fields)  # type: ignore[arg-type]
+    opened = choose_backup(request.backup, list(request.storage), INSTANCE)
+    try:
+        return run_restore_test(request, opened, [], None)
+    finally:
+        opened.close()
+
+
+class Registry(BaseHTTPRequestHandler):
+    """A loopback registry that answers nothing but records every request the engine sends it."""
+
+    requests: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        Registry.requests.append(self.path)
+        self.send_error(404)
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_an_image_that_is_not_here_is_not_pulled_and_is_one_line(docker_engine: Any) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    image = f"127.0.0.1:{server.server_address[1]}/redis-dr-hostile/no-such-image:1"
+    try:
+        with pytest.raises(NotFoundError) as caught, container_throwaway(image, [b"REDIS0009"]):
+            pass
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert Registry.requests == []
+    assert "image not found" in str(caught.value) and "pull or build it first" in str(caught.value)
+    assert docker_engine.containers.list(all=True, filters={"ancestor": image}) == []
