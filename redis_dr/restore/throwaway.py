@@ -208,7 +208,7 @@ def write_plain(chunks: Iterable[bytes], path: Path) -> int:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise StorageFullError(
                 f"no space left in {path.parent.parent} for the throwaway copy of the backup "
-                f"({size} bytes written): free space or choose another work directory"
+                f"({size} bytes written): free space there, or set TMPDIR to a directory with more room"
             ) from None
         raise
     return size

@@ -3,9 +3,13 @@ odd data checks, drills and metrics sinks that misbehave."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -13,7 +17,7 @@ import pytest
 from redis_dr.backup import commit_backup, store_snapshot
 from redis_dr.catalog import Catalog
 from redis_dr.config import build_request
-from redis_dr.errors import NotFoundError
+from redis_dr.errors import NotFoundError, StorageFullError
 from redis_dr.manifest import Manifest
 from redis_dr.redis.connection import RedisEndpoint
 from redis_dr.restore.source import choose_backup
@@ -48,6 +52,24 @@ def restore_test(store: str, **fields: object) -> RestoreTestReport:
         return run_restore_test(request, opened, [], None)
     finally:
         opened.close()
+
+
+def test_a_full_temporary_directory_says_how_to_give_the_throwaway_room(
+    redis_factory: Callable[..., RedisServer], tmp_path: Path, tmpfs_factory: Callable[[str], Path]
+) -> None:
+    server = redis_factory()
+    server.client().mset({f"k{n}": os.urandom(100) for n in range(3000)})
+    url = f"file://{tmp_path / 'store'}"
+    take_backup(server, url)
+    tiny = tmpfs_factory("64k")
+    previous, tempfile.tempdir = tempfile.tempdir, str(tiny)
+    try:
+        with pytest.raises(StorageFullError) as caught:
+            restore_test(url)
+    finally:
+        tempfile.tempdir = previous
+    assert "TMPDIR" in str(caught.value) and str(tiny) in str(caught.value)
+    assert list(tiny.iterdir()) == []
 
 
 class Registry(BaseHTTPRequestHandler):
