@@ -5,23 +5,24 @@ record per drill, written create-only and never overwritten. The catalog and
 prune only look at backup-id directories (`<instance>/<YYYYMMDDTHHMMSSZ>/`), so
 `drills/` is left alone by listing, restore, retention and orphan cleanup.
 
-A later drill reads the last records back: a record that cannot be read is named,
-never skipped silently. A drill whose RTO is much slower than the median of the
-previous ones (`REGRESSION_FACTOR` x the median of at least `MIN_PREVIOUS`) is
-flagged as a regression even when it passes.
+A later drill reads the last records back: a record that cannot be read, or one dated
+after now (a drill host whose clock was ahead: it would head the table and the median
+for ever), is named and left out, never skipped silently. A drill whose RTO is much
+slower than the median of the previous ones (`REGRESSION_FACTOR` x the median of at
+least `MIN_PREVIOUS`) is flagged as a regression even when it passes.
 """
 
 from __future__ import annotations
 
 import re
 import statistics
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field, ValidationError
 
 from redis_dr import __version__
 from redis_dr.errors import AlreadyExistsError, NotFoundError, RedisDRError
-from redis_dr.manifest import backup_id_time, next_backup_id, validate_instance_name
+from redis_dr.manifest import backup_id_for, backup_id_time, next_backup_id, validate_instance_name
 from redis_dr.storage.base import Storage
 
 HISTORY_DIR = "drills"
@@ -49,10 +50,14 @@ class DrillRecord(BaseModel):
     backup_id: str
     backup_created_at: datetime
     killed_at: datetime
-    rto_seconds: float | None = Field(default=None, description="Kill to verified; None if not recovered.")
-    rto_target_seconds: float
+    rto_seconds: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="Kill to verified; None if not recovered."
+    )
+    rto_target_seconds: float = Field(gt=0, allow_inf_nan=False)
     phases: dict[str, float] = Field(default_factory=dict)
-    rpo_seconds: float | None = Field(default=None, description="The restored backup's age at the kill.")
+    rpo_seconds: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="The restored backup's age at the kill."
+    )
     keys_before: dict[int, int] = Field(default_factory=dict)
     keys_after: dict[int, int] = Field(default_factory=dict)
     keys_lost: int | None = None
@@ -123,17 +128,26 @@ def trend(rto_seconds: float | None, previous: list[DrillRecord]) -> Trend:
     return Trend(previous=len(rtos), median_before=median, ratio=ratio, regression=ratio > REGRESSION_FACTOR)
 
 
-def read_history(storage: Storage, instance: str, limit: int = HISTORY_LIMIT) -> History:
-    """The last `limit` records, newest first; anything that is not a readable record is named."""
+def read_history(
+    storage: Storage, instance: str, limit: int = HISTORY_LIMIT, now: datetime | None = None
+) -> History:
+    """The last `limit` records up to `now`, newest first; anything that is not a readable record,
+    or is dated later than `now`, is named."""
     prefix = history_prefix(instance)
     history = History()
     names: list[str] = []
+    latest = backup_id_for(now or datetime.now(UTC))
     for info in storage.list(prefix):
         name = info.key[len(prefix) :]
-        if _RECORD_NAME.match(name):
-            names.append(name)
-        else:
+        if not _RECORD_NAME.match(name):
             history.unreadable.append(f"{info.key}: not a drill record (expected <UTC id>.json)")
+        elif name.removesuffix(".json") > latest:
+            history.unreadable.append(
+                f"{info.key}: dated in the future (now is {latest}): left out of the trend; the clock of "
+                "the host that ran it was ahead: remove it"
+            )
+        else:
+            names.append(name)
     for name in sorted(names, reverse=True)[:limit]:
         key = prefix + name
         try:
@@ -176,4 +190,3 @@ def write_record(storage: Storage, record: DrillRecord) -> DrillRecord:
         f"no free drill record id in {storage.url}/{history_prefix(record.instance)} after "
         f"{_ID_ATTEMPTS} tries: remove stray records there"
     )
-

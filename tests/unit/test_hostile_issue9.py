@@ -7,13 +7,18 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from redis_dr.drill.history import HISTORY_LIMIT, DrillRecord, read_history, record_key, trend, write_record
 from redis_dr.errors import ConfigError
+from redis_dr.manifest import backup_id_for
 from redis_dr.restore_test.data_check import run_command_check, run_entry_point_check
+from redis_dr.storage import open_storage
 
 URL = "unix:///nowhere/redis.sock"
 #: Released by the test that started a check hanging on it.
@@ -52,6 +57,16 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def gone(pid: int, within: float = 10.0) -> bool:
+    """Whether the process dies (SIGKILL is delivered asynchronously) within `within` seconds."""
+    deadline = time.monotonic() + within
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 @pytest.fixture
 def daemon_pid_file(tmp_path: Path) -> Iterator[Path]:
     """Where a check writes the pid of the daemon it forks; the daemon is killed afterwards."""
@@ -71,7 +86,7 @@ def test_a_daemon_forked_by_the_check_command_does_not_outlive_it(
     )
     result = run_command_check([check], URL, timeout=60, passthrough=[])
     assert result.passed and result.last_line == "ok"
-    assert not alive(int(daemon_pid_file.read_text()))
+    assert gone(int(daemon_pid_file.read_text()))
 
 
 def test_a_check_that_prints_binary_or_control_characters_leaves_one_printable_line(tmp_path: Path) -> None:
@@ -125,3 +140,39 @@ def test_an_entry_point_module_that_fails_to_import_is_one_config_error(
         run_entry_point_check("hostile_check_module:check", URL)
     assert "cannot be loaded" in str(caught.value) and said in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def drill_record(moment: datetime, rto: float, instance: str = "sessions") -> DrillRecord:
+    return DrillRecord(
+        id=backup_id_for(moment), instance=instance, target="t", strategy="file",
+        backup_id="20261120T000000Z", backup_created_at=moment, killed_at=moment, rto_seconds=rto,
+        rto_target_seconds=300, passed=True,
+    )  # fmt: skip
+
+
+def test_drill_records_dated_in_the_future_are_named_and_do_not_freeze_the_trend(tmp_path: Path) -> None:
+    storage = open_storage(f"file://{tmp_path}")
+    now = datetime.now(UTC)
+    for years in range(1, HISTORY_LIMIT + 2):  # a drill host whose clock was years ahead
+        write_record(storage, drill_record(now.replace(year=now.year + years), rto=1000.0))
+    for days in range(1, 4):
+        write_record(storage, drill_record(now - timedelta(days=days), rto=10.0))
+    history = read_history(storage, "sessions")
+    assert [record.rto_seconds for record in history.records] == [10.0, 10.0, 10.0]
+    assert len(history.unreadable) == HISTORY_LIMIT + 1
+    assert all("in the future" in line for line in history.unreadable)
+    assert trend(40.0, history.records).regression
+
+
+@pytest.mark.parametrize("rto", ["NaN", "-5", "Infinity"])
+def test_a_drill_record_with_an_impossible_rto_is_named_not_counted(tmp_path: Path, rto: str) -> None:
+    storage = open_storage(f"file://{tmp_path}")
+    now = datetime.now(UTC)
+    for days in range(2, 5):
+        write_record(storage, drill_record(now - timedelta(days=days), rto=10.0))
+    bad = drill_record(now - timedelta(days=1), rto=1.0)
+    text = bad.to_json().decode().replace('"rto_seconds": 1.0', f'"rto_seconds": {rto}')
+    storage.put_bytes(record_key("sessions", bad.id), text.encode())
+    history = read_history(storage, "sessions")
+    assert [record.rto_seconds for record in history.records] == [10.0, 10.0, 10.0]
+    assert len(history.unreadable) == 1 and "rto_seconds" in history.unreadable[0]
