@@ -13,7 +13,7 @@ Everything goes through the engine's API, so it works with a remote engine
 - When the engine runs on this host and the data directory is a plain local volume or a
   bind mount this process can reach (checked: the engine's and this host's view of the
   directory agree), files are read, staged and swapped directly at its host path
-  instead (docker_host.py): no byte through the engine. `describe` says which way.
+  instead (host_files.py, as a local target's): no byte through the engine. `describe` says which way.
 - `stop` sets the restart policy to "no" first (and writes the original to
   `.redis-dr/restart-policy` so that a later run can put it back); `start` puts it back.
 
@@ -66,13 +66,12 @@ from redis_dr.platforms.base import (
     check_tag,
     staging_dir,
 )
-from redis_dr.platforms.docker_host import HostDataDir, SymlinkOnTheWay
 from redis_dr.platforms.docker_tar import Entry
+from redis_dr.platforms.host_files import CHUNK_SIZE, HostDataDir, SymlinkOnTheWay, raise_first
 from redis_dr.redis.conf import RedisConfig, parse_config
 from redis_dr.redis.connection import PASSWORD_ENV, RedisEndpoint, open_client
 from redis_dr.redis.server_log import exit_reason
 
-CHUNK_SIZE = 1024 * 1024
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
 _COMPOSE_ONEOFF = "com.docker.compose.oneoff"
@@ -508,15 +507,11 @@ class DockerPlatform(Platform):
                     self._remove(name)
             except Exception as exc:
                 failures.append(exc)
-        if not failures:
-            for name in restored:
-                self._remove(f"{aside}/{name}")
-            self._remove_if_empty(aside)
-            return
-        first = failures[0]
-        if len(failures) > 1:
-            raise type(first)(f"{first} (and {len(failures) - 1} more names not put back)") from first
-        raise first
+        if failures:
+            raise_first(failures, "names not put back")
+        for name in restored:
+            self._remove(f"{aside}/{name}")
+        self._remove_if_empty(aside)
 
     def discard_staging(self, tag: str) -> None:
         """Remove `.redis-dr/staging-<tag>` (names only: placed files keep their other name),
@@ -575,7 +570,8 @@ class DockerPlatform(Platform):
         uid, gid = self.owner()
         if os.geteuid() not in (0, uid) or not os.access(path, os.W_OK | os.X_OK):
             return None, f"{archive} (redis-dr, uid {os.geteuid()}, may not write {path})"
-        return HostDataDir(path, (uid, gid)), f"directly at {path} on this host ({kind} {name})"
+        host = HostDataDir(path, lambda: (uid, gid), follow_symlinks=False)
+        return host, f"directly at {path} on this host ({kind} {name})"
 
     def _host_view_differs(self, path: str, directory: str) -> str | None:
         """Why `path` here is not the container's `directory` (None: it is): a real directory,

@@ -11,21 +11,18 @@ a restart by default is `redis-server <config file>` plus whatever arguments we
 saw or gave ourselves. A server started with arguments that matter should name
 its start in the environment file (`LocalControl`).
 
-Data-directory files are reached with plain os calls; every rename stays inside
-the data directory, so a swap is atomic per name and free.
+Data-directory files are reached with plain os calls (host_files.HostDataDir); every
+rename stays inside the data directory, so a swap is atomic per name and free.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import glob
 import os
 import posixpath
 import re
-import shutil
 import signal
-import stat as stat_module
 import subprocess
 import threading
 import time
@@ -38,32 +35,27 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from redis_dr.errors import (
     AccessDeniedError,
     ConfigError,
-    IntegrityError,
     NotFoundError,
     PermanentError,
     ServerFailureError,
-    StorageFullError,
     TransientError,
 )
 from redis_dr.platforms import procfs
 from redis_dr.platforms.base import (
-    WORK_DIR,
     DataLayout,
     FileInfo,
     Platform,
     ServerState,
     Swap,
-    aside_dir,
     check_name,
     check_tag,
-    staging_dir,
 )
+from redis_dr.platforms.host_files import HostDataDir, check_swappable, os_error
 from redis_dr.redis.conf import RedisConfig, parse_config
 from redis_dr.redis.connection import PASSWORD_ENV, RedisEndpoint, open_client
 from redis_dr.redis.server_log import exit_reason
 from redis_dr.sandbox.redis_server import find_redis_binary
 
-CHUNK_SIZE = 1024 * 1024
 _POLL = 0.02  # seconds between two looks at an observed condition (a process, a port)
 _LOG_TAIL = 256 * 1024
 _VERSION = re.compile(r"\bv=(\d+\.\d+\.\d+)")
@@ -301,161 +293,40 @@ class LocalPlatform(Platform):
 
     def stat(self, name: str) -> FileInfo | None:
         """lstat of `name` (a symlink is reported as itself)."""
-        path = self._path(name)
-        with self._os_errors(path):
-            try:
-                info = os.lstat(path)
-            except FileNotFoundError:
-                return None
-        return _file_info(name, info)
+        return self._files().stat(name)
 
     def list_dir(self, name: str) -> list[FileInfo]:
         """The entries of directory `name` (`""` for the data directory itself), sorted."""
-        path = self._path(name) if name else self.layout().dir
-        with self._os_errors(path):
-            try:
-                entries = sorted(os.scandir(path), key=lambda entry: entry.name)
-            except FileNotFoundError:
-                raise NotFoundError(f"{path} does not exist in the data directory") from None
-            return [
-                _file_info(f"{name}/{entry.name}" if name else entry.name, entry.stat(follow_symlinks=False))
-                for entry in entries
-            ]
+        return self._files().list_dir(name)
 
     def read_file(self, name: str) -> Iterator[bytes]:
         """Open now (NotFoundError at once), then stream the size it had at open in 1 MiB chunks."""
-        path = self._path(name)
-        with self._os_errors(path):
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                raise NotFoundError(f"{path} does not exist in the data directory") from None
-            size = os.fstat(fd).st_size
-        return self._chunks(fd, path, size)
-
-    def _chunks(self, fd: int, path: str, size: int) -> Iterator[bytes]:
-        try:
-            left = size
-            while left > 0:
-                with self._os_errors(path):
-                    chunk = os.read(fd, min(CHUNK_SIZE, left))
-                if not chunk:
-                    raise IntegrityError(f"{path} shrank while it was read ({size - left} of {size} bytes)")
-                left -= len(chunk)
-                yield chunk
-        finally:
-            os.close(fd)
+        return self._files().read_file(name)
 
     def stage_file(self, tag: str, name: str, chunks: Iterable[bytes], size: int) -> None:
         """Write `<staging>/name` through a `.partial` file: owner, mode 0600, fsync, rename."""
-        relative = f"{staging_dir(tag)}/{check_name(name)}"
-        uid, gid = self._placement_owner()
-        self._make_dirs(posixpath.dirname(relative), uid, gid)
-        final = self._path(relative)
-        partial = final + ".partial"
-        with self._os_errors(final):
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            with self._os_errors(final):
-                self._chown(fd, uid, gid)
-                os.fchmod(fd, 0o600)
-            written = 0
-            for chunk in chunks:  # the source's own errors propagate untranslated
-                with self._os_errors(final):
-                    _write_all(fd, chunk)
-                written += len(chunk)
-            if written != size:
-                raise IntegrityError(f"staging {name}: got {written} bytes where {size} were announced")
-            with self._os_errors(final):
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(partial)
-            raise
-        os.close(fd)
-        with self._os_errors(final):
-            os.rename(partial, final)
-            _fsync_dir(posixpath.dirname(final))
+        self._files().stage_file(tag, name, chunks, size)
 
     def swap_in(self, tag: str, names: list[str]) -> Swap:
         """Renames only: each existing name goes aside, then its staged file (if any) into place."""
-        swap = Swap(check_tag(tag))
+        check_tag(tag)
         self._check_swappable(names)
         if self._find() is not None:
             raise PermanentError(f"{self.describe()} still runs: stop it before swapping files in")
-        uid, gid = self._placement_owner()
-        try:
-            for name in names:
-                live, aside, staged = self._path(name), self._aside(tag, name), self._staged(tag, name)
-                with self._os_errors(live):
-                    if os.path.lexists(live):
-                        if os.path.lexists(aside):
-                            raise PermanentError(
-                                f"{aside} already exists: an earlier restore tagged {tag} was not undone"
-                            )
-                        self._make_dirs(posixpath.dirname(f"{aside_dir(tag)}/{name}"), uid, gid)
-                        os.rename(live, aside)
-                        swap.moved_aside.append(name)
-                    if os.path.lexists(staged):
-                        os.rename(staged, live)
-                        swap.placed.append(name)
-            with self._os_errors(self.layout().dir):
-                for directory in {posixpath.dirname(self._path(name)) for name in names}:
-                    _fsync_dir(directory)
-        except BaseException:
-            self.swap_back(swap)
-            raise
-        return swap
+        return self._files().swap_in(tag, names)
 
     def swap_back(self, swap: Swap) -> None:
         """Placed names back to staging, then the names kept aside back into place; the
         aside directory (then empty) is removed. Tries every name, raises the first error."""
-        failures: list[BaseException] = []
-        for name in reversed(swap.placed):
-            live, staged = self._path(name), self._staged(swap.tag, name)
-            try:
-                with self._os_errors(staged):
-                    if os.path.lexists(live):
-                        os.makedirs(posixpath.dirname(staged), mode=0o700, exist_ok=True)
-                        os.rename(live, staged)
-            except Exception as exc:
-                failures.append(exc)
-        for name in reversed(swap.moved_aside):
-            live, aside = self._path(name), self._aside(swap.tag, name)
-            try:
-                with self._os_errors(live):
-                    os.rename(aside, live)
-            except Exception as exc:
-                failures.append(exc)
-        if not failures:
-            _remove_empty_tree(self._path(aside_dir(swap.tag)))
-            with contextlib.suppress(OSError):
-                _fsync_dir(self.layout().dir)
-            return
-        first = failures[0]
-        if len(failures) > 1:
-            raise type(first)(f"{first} (and {len(failures) - 1} more names not put back)") from first
-        raise first
+        self._files().swap_back(swap)
 
     def work_entries(self) -> list[str] | None:
         """The directories under WORK_DIR: earlier restores' aside copies and interrupted stagings."""
-        try:
-            with os.scandir(posixpath.join(self.layout().dir, WORK_DIR)) as entries:
-                return sorted(entry.name for entry in entries if entry.is_dir(follow_symlinks=False))
-        except FileNotFoundError:
-            return []
-        except OSError:
-            return None
+        return self._files().work_entries()
 
     def discard_staging(self, tag: str) -> None:
         """Remove `.redis-dr/staging-<tag>` (and `.redis-dr` when that leaves it empty)."""
-        path = self._path(staging_dir(tag))
-        with self._os_errors(path):
-            if os.path.lexists(path):
-                shutil.rmtree(path)
-        with contextlib.suppress(OSError):
-            os.rmdir(self._path(WORK_DIR))
+        self._files().discard_staging(tag)
 
     # --- config and start directory ----------------------------------------------------
 
@@ -697,20 +568,16 @@ class LocalPlatform(Platform):
 
     # --- file helpers ------------------------------------------------------------------------
 
+    def _files(self) -> HostDataDir:
+        """The data directory's files (symlinks in it are this host's: followed)."""
+        return HostDataDir(self.layout().dir, self._placement_owner, follow_symlinks=True)
+
     def _path(self, name: str) -> str:
         return posixpath.join(self.layout().dir, check_name(name))
 
-    def _aside(self, tag: str, name: str) -> str:
-        return self._path(f"{aside_dir(tag)}/{name}")
-
-    def _staged(self, tag: str, name: str) -> str:
-        return self._path(f"{staging_dir(tag)}/{name}")
-
     def _check_swappable(self, names: list[str]) -> None:
+        check_swappable(names)
         for name in names:
-            check_name(name)
-            if name == WORK_DIR or name.startswith(WORK_DIR + "/"):
-                raise ConfigError(f"{name!r} is redis-dr's own directory, not a data file")
             if any(other.startswith(name + "/") for other in names):
                 raise ConfigError(f"{name!r} and a name inside it cannot be swapped together")
             parent = posixpath.dirname(name)
@@ -727,32 +594,13 @@ class LocalPlatform(Platform):
             )
         return uid, gid
 
-    def _chown(self, fd: int, uid: int, gid: int) -> None:
-        info = os.fstat(fd)
-        if (info.st_uid, info.st_gid) != (uid, gid):
-            os.fchown(fd, uid, gid)
-
-    def _make_dirs(self, relative: str, uid: int, gid: int) -> None:
-        """Create each missing directory of `relative` under the data dir: mode 0700, owned."""
-        path = self.layout().dir
-        for part in relative.split("/"):
-            path = posixpath.join(path, part)
-            with self._os_errors(path):
-                try:
-                    os.mkdir(path, 0o700)
-                except FileExistsError:
-                    continue
-                os.chmod(path, 0o700)
-                if (uid, gid) != (os.geteuid(), os.getegid()):
-                    os.chown(path, uid, gid)
-
     @contextlib.contextmanager
     def _os_errors(self, path: str) -> Iterator[None]:
         """OS errors as one-line project errors naming the path and the data directory."""
         try:
             yield
         except OSError as exc:
-            raise _os_error(exc, path, self._data_dir_for_messages()) from None
+            raise os_error(exc, path, self._data_dir_for_messages()) from None
 
     def _data_dir_for_messages(self) -> str:
         try:
@@ -780,58 +628,3 @@ def _read_config_file(path: str) -> str:
         raise ConfigError(f"{path} is a directory, not a Redis config file") from None
     except OSError as exc:
         raise PermanentError(f"Redis config file {path} cannot be read: {exc.strerror or exc}") from None
-
-
-def _os_error(exc: OSError, path: str, data_dir: str) -> PermanentError | TransientError:
-    where = exc.filename or path
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StorageFullError(f"no space left in the data directory {data_dir} (writing {where})")
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return AccessDeniedError(
-            f"permission denied on {where}: redis-dr (uid {os.geteuid()}) needs read/write access to "
-            f"the data directory {data_dir}"
-        )
-    if exc.errno == errno.EROFS:
-        return AccessDeniedError(f"{where} is on a read-only file system: remount {data_dir} read-write")
-    if exc.errno == errno.ENOENT:
-        return NotFoundError(f"{where} does not exist")
-    if exc.errno in (errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE):
-        return TransientError(f"file system temporarily failed on {where}: {exc.strerror}")
-    return PermanentError(f"file system error on {where}: {exc.strerror or exc}")
-
-
-def _file_info(name: str, info: os.stat_result) -> FileInfo:
-    return FileInfo(
-        name=name,
-        size=info.st_size,
-        is_dir=stat_module.S_ISDIR(info.st_mode),
-        uid=info.st_uid,
-        gid=info.st_gid,
-        mode=stat_module.S_IMODE(info.st_mode),
-    )
-
-
-def _write_all(fd: int, chunk: bytes) -> None:
-    view = memoryview(chunk)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove_empty_tree(path: str) -> None:
-    """Remove `path` and the empty directories under it; anything holding a file stays."""
-    if not os.path.isdir(path) or os.path.islink(path):
-        return
-    for root, dirs, _files in os.walk(path, topdown=False):
-        for directory in dirs:
-            with contextlib.suppress(OSError):
-                os.rmdir(posixpath.join(root, directory))
-    with contextlib.suppress(OSError):
-        os.rmdir(path)
