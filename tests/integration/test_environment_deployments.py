@@ -34,13 +34,21 @@ pytestmark = pytest.mark.integration
 POOL = "redis-dr-citest"
 
 
+def textfiles(directory: Path) -> Path:
+    """node_exporter's textfile directory of the `citest` environment."""
+    path = directory / "textfiles"
+    path.mkdir(exist_ok=True)
+    return path
+
+
 def environment_file(directory: Path, redis: RedisServer, **changes: Any) -> Path:
     """A `citest` environment: one instance, two file locations, every schedule, Berlin time."""
     data = {
         "environment": "citest",
         "prefect": {"work_pool": POOL, "timezone": "Europe/Berlin", "tags": ["team-sre"]},
         "schedules": {"backup": "0 * * * *", "prune": "20 * * * *", "replicate": "40 */6 * * *",
-                      "validate": "0 3 * * *"},
+                      "validate": "0 3 * * *", "restore_test": "0 4 1 * *"},
+        "metrics": {"textfile_dir": str(textfiles(directory))},
         "retention": {"keep_last": 5, "keep_daily": 7},
         "instances": {"sessions": {
             "redis_url": redis.url,
@@ -91,7 +99,7 @@ def test_the_server_holds_what_the_environment_file_says(
     environment, outcome = registered
     specs = deployment_specs(environment)
     assert sorted(outcome.deployments) == sorted(spec.full_name for spec in specs)
-    assert len(specs) == 5  # backup, restore, prune, replicate, validate (no AOF: no file target)
+    assert len(specs) == 6  # backup, restore, prune, replicate, validate, restore test (no AOF: no file target)
     for spec in specs:
         deployment = prefect_client.read_deployment_by_name(spec.full_name)
         assert deployment.work_pool_name == POOL
@@ -178,5 +186,10 @@ def test_a_deployment_runs_through_a_worker_and_one_instance_runs_one_flow_at_a_
     assert validate_run.state is not None  # it may have gone first, with nothing to validate yet
     for url in environment.instance("sessions").urls:  # committed in the primary, copied to the second
         assert len(Catalog(open_storage(url), "sessions").list().manifests) >= 1
+    # The deployment's metrics parameter: the backup's success, and how old it may get, per location.
+    assert environment.metrics.textfile_dir is not None
+    written = "".join(path.read_text() for path in Path(environment.metrics.textfile_dir).glob("*.prom"))
+    assert 'redis_dr_last_success_timestamp_seconds{environment="citest",instance="sessions"' in written
+    assert "redis_dr_max_age_seconds" in written and "redis_last_backup_timestamp_seconds" in written
     a, b = (lease_intervals(prefect_client, run) for run in runs)
     assert a[1] <= b[0] or b[1] <= a[0], f"the runs held the lease together: {a} and {b}"
