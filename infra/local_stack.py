@@ -62,6 +62,8 @@ schedules:
   prune: "10,40 * * * *"
   replicate: "20 * * * *"
   validate: "0 3 * * *"
+  restore_test: "0 4 1 * *"
+drills: true                   # the demo Redis may be killed and restored from the UI (redis-drill)
 retention:
   keep_last: 6
   keep_hourly: 24

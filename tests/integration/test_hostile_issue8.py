@@ -197,7 +197,7 @@ def test_deploy_on_a_server_with_many_flows_keeps_what_it_registered(
         assert first.removed == []
         tags = DeploymentFilterTags(all_=["redis-dr", "env:hostile"])
         held = prefect_client.read_deployments(deployment_filter=DeploymentFilter(tags=tags))
-        assert len(held) == len(first.deployments) == 5
+        assert len(held) == len(first.deployments) == 6  # with the restore test
         backup = prefect_client.read_deployment_by_name("redis-backup/hostile-s")
         assert [s.schedule.cron for s in backup.schedules] == ["0 * * * *"]  # type: ignore[union-attr]
     finally:

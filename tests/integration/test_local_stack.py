@@ -23,7 +23,10 @@ from tests.integration.prefect_runs import submit_like_the_ui, wait_until_final
 pytestmark = pytest.mark.integration
 
 STACK_SCRIPT = ROOT / "infra" / "local_stack.py"
-FLOWS = {"redis-backup", "redis-restore", "redis-prune", "redis-replicate", "redis-validate"}
+FLOWS = {
+    "redis-backup", "redis-restore", "redis-prune", "redis-replicate", "redis-validate", "redis-restore-test",
+    "redis-drill",
+}  # fmt: skip
 
 
 def stack(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -158,7 +158,9 @@ def test_a_failing_data_check_fails_with_its_exit_status_and_last_line(store: st
     assert report.summary().endswith("failed: data check exit 3 (session:7 cannot be decrypted)")
 
 
-def test_the_data_check_reads_the_throwaway_by_its_url_and_gets_no_secrets(store: str) -> None:
+def test_the_data_check_reads_the_throwaway_by_its_url_and_gets_no_secrets(
+    store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     script = textwrap.dedent(
         """
         import os, redis
@@ -169,14 +171,9 @@ def test_the_data_check_reads_the_throwaway_by_its_url_and_gets_no_secrets(store
         """
     )
     secrets = {"REDIS_PASSWORD": "pw", "AWS_SECRET_ACCESS_KEY": "aws", "APP_KEY_FILE": "/etc/app/key"}
-    os.environ.update(secrets)
-    try:
-        report = restore_test(
-            store, check=[sys.executable, "-c", script], check_env=["APP_KEY_FILE", "PYTHONPATH"]
-        )
-    finally:
-        for name in secrets:
-            del os.environ[name]
+    for name, value in secrets.items():  # put back as they were after the test (the S3 fixture's keys)
+        monkeypatch.setenv(name, value)
+    report = restore_test(store, check=[sys.executable, "-c", script], check_env=["APP_KEY_FILE", "PYTHONPATH"])
 
     assert report.data_check is not None and report.data_check.passed, report.data_check
     assert report.data_check.last_line == f"dbsize {SESSIONS + EXPIRING + 1} leaked [] app /etc/app/key"
