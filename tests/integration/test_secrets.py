@@ -36,9 +36,9 @@ SECRET = f"S3cr3t/with@odd:chars-{MARK}"
 #: Every spelling of the secret that a leak could take: the uuid alone catches a partial one.
 NEEDLES = [s.encode() for s in (SECRET, quote(SECRET, safe=""), MARK)]
 
-#: URL form -> (Redis URL for a server on a port, extra environment).
+#: URL form -> (Redis URL for a server on a port, extra environment). The percent-encoded userinfo
+#: is parsed as the unencoded one is (tests/redis/test_units.py has every spelling): one of them here.
 FORMS: dict[str, Callable[[int], tuple[str, dict[str, str]]]] = {
-    "userinfo": lambda port: (f"redis://default:{quote(SECRET, safe='')}@127.0.0.1:{port}/0", {}),
     "userinfo-unencoded": lambda port: (f"redis://default:{SECRET}@127.0.0.1:{port}/0", {}),
     "query": lambda port: (f"redis://127.0.0.1:{port}/0?password={quote(SECRET, safe='')}", {}),
     "REDIS_PASSWORD": lambda port: (f"redis://127.0.0.1:{port}/0", {"REDIS_PASSWORD": SECRET}),
