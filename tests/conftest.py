@@ -31,21 +31,29 @@ pytest_plugins = [
 ]
 
 
+#: How many test files the summary names, slowest first.
+SLOWEST_FILES = 25
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print the time spent per test directory (setup, call and teardown summed), slowest first.
+    """Print the time spent per test directory and the slowest test files (setup, call and teardown
+    summed), slowest first.
 
     Session fixtures are counted where they start and stop: in the first and last test using them.
     """
-    seconds: dict[str, float] = defaultdict(float)
+    areas: dict[str, float] = defaultdict(float)
+    files: dict[str, float] = defaultdict(float)
     tests: dict[str, set[str]] = defaultdict(set)
     for reports in terminalreporter.stats.values():
         for report in reports:
             if isinstance(report, pytest.TestReport):
-                area = report.nodeid.split("::")[0].rpartition("/")[0]
-                seconds[area] += report.duration
-                tests[area].add(report.nodeid)
-    if not seconds:
+                file = report.nodeid.split("::")[0]
+                for key, totals in ((file.rpartition("/")[0], areas), (file, files)):
+                    totals[key] += report.duration
+                    tests[key].add(report.nodeid)
+    if not areas:
         return
-    terminalreporter.write_sep("=", "time per area")
-    for area, total in sorted(seconds.items(), key=lambda item: -item[1]):
-        terminalreporter.write_line(f"{total:8.1f}s  {len(tests[area]):4d} tests  {area}")
+    for title, totals, most in (("time per area", areas, len(areas)), ("slowest files", files, SLOWEST_FILES)):
+        terminalreporter.write_sep("=", title)
+        for key, total in sorted(totals.items(), key=lambda item: -item[1])[:most]:
+            terminalreporter.write_line(f"{total:8.1f}s  {len(tests[key]):4d} tests  {key}")
