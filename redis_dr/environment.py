@@ -433,7 +433,9 @@ class EnvironmentConfig(BaseModel):
             "environment": self.environment,
             "storage": config.urls,
             "source_url": config.redis_url,
-            "password": config.password if config.redis_url else None,
+            "source_target": config.target if config.redis_url is None else None,
+            "source_target_settings": config.target_settings if config.redis_url is None else None,
+            "password": config.password,
             "age_identity": config.age_identity,
             **settings,
         }

@@ -45,7 +45,12 @@ def identities(request: RestoreRequest) -> list[Any]:
 
 def find_backup(request: RestoreRequest) -> SourceRef:
     """The backup the request names (a runbook file is read through once to describe it)."""
-    source = choose_backup(request.backup, list(request.storage), request.instance)
+    return backup_ref(request.backup, list(request.storage), request.instance)
+
+
+def backup_ref(selector: str, storage: list[str], instance: str) -> SourceRef:
+    """The backup `selector` names in the first of `storage` that holds it, small enough to pass on."""
+    source = choose_backup(selector, storage, instance)
     try:
         return source.ref()
     finally:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from redis_dr.config import EnvironmentName, InstanceName, RedisUrl, SecretRef, StorageUrl, as_list
+from redis_dr.config import EnvironmentName, InstanceName, RedisUrl, SecretRef, StorageList
 from redis_dr.durations import Duration
 from redis_dr.platforms.open import TargetSettings
 from redis_dr.platforms.target import TargetKind, parse_target
@@ -23,7 +22,8 @@ class DrillRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     instance: InstanceName = Field(description="Name of the instance whose target is killed and restored.")
-    storage: Annotated[list[StorageUrl], Field(min_length=1)] = Field(
+    storage: StorageList = Field(
+        min_length=1,
         description="Where the backups are (file://, s3://, gs://); the drill's history is kept in the first."
     )
     target: TargetName = Field(
@@ -57,13 +57,6 @@ class DrillRequest(BaseModel):
     protected: bool = Field(
         default=False, description="The environment is protected: the drill is refused (it kills the server)."
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _storage_list(cls, data: object) -> object:
-        if isinstance(data, dict) and "storage" in data:
-            data = {**data, "storage": as_list(data["storage"])}
-        return data
 
     @model_validator(mode="after")
     def _killable(self) -> DrillRequest:

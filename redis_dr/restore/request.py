@@ -13,9 +13,8 @@ from redis_dr.config import (
     InstanceName,
     RedisUrl,
     SecretRef,
-    StorageUrl,
+    StorageList,
     _check_redis_url,
-    as_list,
     build_model,
     field_check,
 )
@@ -53,7 +52,8 @@ class RestoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     instance: InstanceName = Field(description="Name of the instance whose backup is restored.")
-    storage: Annotated[list[StorageUrl], Field(default_factory=list)] = Field(
+    storage: StorageList = Field(
+        default_factory=list,
         description="Where the backups are (file://, s3://, gs://); tried in order. "
         "Not needed when backup names a file."
     )
@@ -113,13 +113,6 @@ class RestoreRequest(BaseModel):
     approval_timeout_seconds: int = Field(
         default=3600, ge=10, description="How long a protected restore waits for approval."
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _storage_list(cls, data: object) -> object:
-        if isinstance(data, dict) and "storage" in data:
-            data = {**data, "storage": as_list(data["storage"])}
-        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> RestoreRequest:

@@ -13,9 +13,10 @@ from redis_dr.config import (
     InstanceName,
     RedisUrl,
     SecretRef,
-    StorageUrl,
-    as_list,
+    StorageList,
 )
+from redis_dr.platforms.open import TargetSettings
+from redis_dr.restore.request import TargetName
 
 _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -54,7 +55,8 @@ class RestoreTestRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     instance: InstanceName = Field(description="Name of the instance whose backup is tested.")
-    storage: Annotated[list[StorageUrl], Field(min_length=1)] = Field(
+    storage: StorageList = Field(
+        min_length=1,
         description="Where the backups are (file://, s3://, gs://); the first that holds the backup is read."
     )
     backup: BackupSelector = Field(
@@ -91,6 +93,14 @@ class RestoreTestRequest(BaseModel):
         description="The live server the backup came from (no password: see password); its DBSIZE is "
         "compared with the restored one when it answers.",
     )
+    source_target: TargetName | None = Field(
+        default=None,
+        description="The live server as a target (local://, docker://, compose://) when source_url is "
+        "empty: its address and password come from its config. Only read, never touched.",
+    )
+    source_target_settings: TargetSettings | None = Field(
+        default=None, description="How to read the live server's target beyond its name."
+    )
     password: SecretRef | None = Field(
         default=None, description="Where the live server's password comes from (env or Prefect Secret)."
     )
@@ -106,15 +116,10 @@ class RestoreTestRequest(BaseModel):
     )
     environment: EnvironmentName | None = Field(default=None, description="Environment of the instance.")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _storage_list(cls, data: object) -> object:
-        if isinstance(data, dict) and "storage" in data:
-            data = {**data, "storage": as_list(data["storage"])}
-        return data
-
     @model_validator(mode="after")
     def _one_check(self) -> RestoreTestRequest:
         if self.check is not None and self.check_entry_point is not None:
             raise ValueError("give a check command or a check entry point, not both")
+        if self.source_url is not None and self.source_target is not None:
+            raise ValueError("give the live server as source_url or as source_target, not both")
         return self

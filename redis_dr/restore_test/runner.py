@@ -90,8 +90,11 @@ def run_restore_test(
     opened: BackupSource,
     identities: list[object],
     source: RedisEndpoint | None,
+    *,
+    why_not: str | None = None,
 ) -> RestoreTestReport:
-    """Restore `opened` into a throwaway Redis and check it (see the module docstring)."""
+    """Restore `opened` into a throwaway Redis and check it (see the module docstring); `source` is the
+    live server to compare with (`why_not`: why there is none, for the report)."""
     manifest = opened.manifest
     report = RestoreTestReport(
         instance=request.instance,
@@ -107,7 +110,7 @@ def run_restore_test(
         report.throwaway = f"redis-server {load.redis_version} ({where})"
         url = f"unix://{socket_path}"
         with _timed(report.phases, "verify"):
-            _verify(report, request, opened, RedisEndpoint.from_url(url, env={}), sample, source)
+            _verify(report, request, opened, RedisEndpoint.from_url(url, env={}), sample, source, why_not)
         with _timed(report.phases, "data check"):
             report.data_check = _data_check(request, url)
     return report
@@ -120,6 +123,7 @@ def _verify(
     endpoint: RedisEndpoint,
     sample: KeySample,
     source: RedisEndpoint | None,
+    why_not: str | None,
 ) -> None:
     manifest, findings = opened.manifest, report.verification
     client = open_client(endpoint)

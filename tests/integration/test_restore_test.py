@@ -13,17 +13,12 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from redis_dr.backup import commit_backup, store_snapshot
-from redis_dr.catalog import Catalog
-from redis_dr.config import build_request
 from redis_dr.errors import ConfigError
-from redis_dr.manifest import Manifest
 from redis_dr.redis.connection import RedisEndpoint
 from redis_dr.restore.source import choose_backup
 from redis_dr.restore.verify import Result
@@ -32,8 +27,9 @@ from redis_dr.restore_test.data_check import run_command_check
 from redis_dr.restore_test.request import RestoreTestRequest
 from redis_dr.restore_test.runner import RestoreTestReport, run_restore_test
 from redis_dr.sandbox.redis_server import RedisServer
-from redis_dr.storage import open_storage
+from tasks.restore_test import live_endpoint
 from tests.integration.cli import assert_one_clear_error, run_cli
+from tests.integration.test_validate import take_backup
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -55,18 +51,6 @@ def live() -> Iterator[RedisServer]:
     client.mset({f"other:{n}": n for n in range(OTHER_DB)})
     yield server
     server.stop()
-
-
-def take_backup(server: RedisServer, url: str) -> Manifest:
-    """A committed backup of `server` by the core functions."""
-    request = build_request(instance=INSTANCE, redis_url=server.url, storage=url)
-    storage = open_storage(url)
-    try:
-        reservation = Catalog(storage, INSTANCE).reserve(datetime.now(UTC))
-        snapshot = store_snapshot(request, RedisEndpoint.from_url(server.url), storage, reservation)
-        return commit_backup(request, storage, snapshot)
-    finally:
-        storage.close()
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +112,23 @@ def test_a_good_backup_passes_every_check(store: str, live: RedisServer) -> None
     assert "keys" in report.summary() and "passed" in report.summary()
 
 
+def test_the_live_server_is_found_through_its_target_as_scheduled_tests_name_it(
+    store: str, live: RedisServer
+) -> None:
+    """An environment whose instance has a target and no redis_url: its config says where it listens."""
+    request = RestoreTestRequest(
+        instance=INSTANCE, storage=[store], source_target=f"local://{live.data_dir / 'redis.conf'}"
+    )
+    opened = choose_backup(request.backup, list(request.storage), INSTANCE)
+    try:
+        report = run_restore_test(request, opened, [], live_endpoint(request))
+    finally:
+        opened.close()
+
+    [finding] = [finding for finding in report.verification.findings if finding.name == "live server"]
+    assert finding.result is Result.PASS and report.source_keys == report.keys_restored, finding
+
+
 def test_a_backup_whose_data_does_not_match_its_manifest_fails_naming_it(
     live: RedisServer, tmp_path: Path
 ) -> None:
@@ -173,7 +174,9 @@ def test_the_data_check_reads_the_throwaway_by_its_url_and_gets_no_secrets(
     secrets = {"REDIS_PASSWORD": "pw", "AWS_SECRET_ACCESS_KEY": "aws", "APP_KEY_FILE": "/etc/app/key"}
     for name, value in secrets.items():  # put back as they were after the test (the S3 fixture's keys)
         monkeypatch.setenv(name, value)
-    report = restore_test(store, check=[sys.executable, "-c", script], check_env=["APP_KEY_FILE", "PYTHONPATH"])
+    report = restore_test(
+        store, check=[sys.executable, "-c", script], check_env=["APP_KEY_FILE", "PYTHONPATH"]
+    )
 
     assert report.data_check is not None and report.data_check.passed, report.data_check
     assert report.data_check.last_line == f"dbsize {SESSIONS + EXPIRING + 1} leaked [] app /etc/app/key"

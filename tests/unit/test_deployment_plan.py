@@ -43,7 +43,8 @@ def test_production_backs_up_hourly_keeps_the_runbooks_generations_and_copies_tw
     assert crons(specs["redis-backup/production-sessions-aof"]) == [("0 2 * * *", "Europe/Berlin")]
     assert crons(specs["redis-validate/production-sessions"]) == [("0 3 * * *", "Europe/Berlin")]
     assert crons(specs["redis-restore-test/production-sessions"]) == [("0 4 1 * *", "Europe/Berlin")]
-    assert specs["redis-restore-test/production-sessions"].parameters["request"]["backup"] == "7d-ago"
+    restore_test = specs["redis-restore-test/production-sessions"].parameters["request"]
+    assert restore_test["backup"] == "7d-ago" and restore_test["source_target"] == "compose://sessions/redis"
     assert crons(specs["redis-restore/production-sessions"]) == []  # on demand only
     backup = specs["redis-backup/production-sessions"].parameters["request"]
     assert backup["environment"] == "production" and len(backup["storage"]) == 3
