@@ -228,8 +228,17 @@ def _deliver_pending_logs_and_events() -> None:
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
 
-    APILogWorker.drain_all(timeout=5)
-    EventsWorker.drain_all(timeout=5)
+    # Their "Still processing items: N items remaining..." is this very wait: not for the terminal.
+    loggers = [logging.getLogger(worker.__name__) for worker in (APILogWorker, EventsWorker)]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        APILogWorker.drain_all(timeout=5)
+        EventsWorker.drain_all(timeout=5)
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -269,7 +278,13 @@ def prefect_api(started: TemporaryPrefectApi | None = None) -> Iterator[None]:
         server = TemporaryPrefectApi()
     try:
         quiet_prefect_console()
-        from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, get_current_settings, temporary_settings
+        from prefect.settings import (
+            PREFECT_API_URL,
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+            PREFECT_UI_URL,
+            get_current_settings,
+            temporary_settings,
+        )
 
         settings = get_current_settings()
         if settings.api.url or not settings.server.ephemeral.enabled:
@@ -286,11 +301,12 @@ def prefect_api(started: TemporaryPrefectApi | None = None) -> Iterator[None]:
             return
         if server is None:
             server = TemporaryPrefectApi()
-        # No "View at <UI link>" lines: this server has no UI and is gone when we exit.
-        with (
-            temporary_settings(updates={PREFECT_API_URL: server.wait_ready(), PREFECT_UI_URL: ""}),
-            host_leases(),
-        ):
+        # No "View at <UI link>" lines: this server has no UI and is gone when we exit. No flow-run
+        # heartbeats: nothing watches them on a temporary API, and Prefect's heartbeat thread, which
+        # sleeps in whole seconds, held the end of every run for up to a second.
+        url = server.wait_ready()
+        temporary = {PREFECT_API_URL: url, PREFECT_UI_URL: "", PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        with temporary_settings(updates=temporary), host_leases():
             try:
                 yield
             finally:

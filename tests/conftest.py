@@ -1,7 +1,9 @@
 """Shared fixtures: real servers on free loopback ports."""
 
 import os
+import tempfile
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,22 @@ os.environ.setdefault("REDIS_DR_LEASE_WAIT", "120")
 os.environ.setdefault("REDIS_DR_LEASE", "host")
 # Prefect configured as the CLI configures it in a terminal (before anything imports it).
 quiet_prefect_console()
+
+
+def _own_directories_per_worker() -> None:
+    """Under pytest-xdist (`make test` runs two workers), each worker gets its own temporary and
+    state directories: throwaway servers, lock files and leases of one never meet the other's."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    base = Path(tempfile.gettempdir()) / f"redis-dr-tests-{os.getuid()}-{worker}"
+    (base / "tmp").mkdir(parents=True, exist_ok=True)
+    os.environ["TMPDIR"] = str(base / "tmp")
+    tempfile.tempdir = None  # recomputed from TMPDIR
+    os.environ.setdefault("REDIS_DR_STATE_DIR", str(base / "state"))
+
+
+_own_directories_per_worker()
 
 pytest_plugins = [
     "tests.fixtures.disks",
