@@ -16,7 +16,7 @@ from redis_dr.drill.history import history_prefix
 from redis_dr.drill.measure import format_seconds
 from redis_dr.drill.request import DrillRequest
 from redis_dr.manifest import as_utc
-from redis_dr.restore.plan import Check, RestorePlan
+from redis_dr.restore.plan import Check, RestorePlan, check_and_step_lines
 from redis_dr.restore.request import RestoreRequest, RestoreStrategy, build_restore_request
 from redis_dr.storage.location import redact_url
 from redis_dr.units import human_size
@@ -59,12 +59,7 @@ class DrillPlan(BaseModel):
             "(from the kill to a verified, writable server)",
             f"  history:  {self.history}",
         ]
-        for check in self.checks:
-            mark = {"ok": "ok    ", "warn": "WARN  ", "refuse": "REFUSE"}[check.verdict.value]
-            lines.append(f"  {mark}  {check.name}: {check.detail}")
-        lines.append("  steps:")
-        lines += [f"    {number}. {step}" for number, step in enumerate(self.steps, start=1)]
-        return lines
+        return lines + check_and_step_lines(self.checks, self.steps)
 
     def markdown(self) -> str:
         """The plan as Markdown (the artifact)."""

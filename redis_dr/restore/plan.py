@@ -112,12 +112,7 @@ class RestorePlan(BaseModel):
             + (f", Redis {target.redis_version}, {target.role}" if target.redis_version else "")
             + ")",
         ]
-        for check in self.checks:
-            mark = {"ok": "ok    ", "warn": "WARN  ", "refuse": "REFUSE"}[check.verdict.value]
-            lines.append(f"  {mark}  {check.name}: {check.detail}")
-        lines.append("  steps:")
-        lines += [f"    {number}. {step}" for number, step in enumerate(self.steps, start=1)]
-        return lines
+        return lines + check_and_step_lines(self.checks, self.steps)
 
     def markdown(self) -> str:
         """The plan as Markdown (artifact and approval form)."""
@@ -138,3 +133,14 @@ def _age(seconds: float) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
+
+
+def check_and_step_lines(checks: list[Check], steps: list[str]) -> list[str]:
+    """A plan's checks (ok / WARN / REFUSE) and numbered steps, as the terminal shows them."""
+    lines = []
+    for check in checks:
+        mark = {"ok": "ok    ", "warn": "WARN  ", "refuse": "REFUSE"}[check.verdict.value]
+        lines.append(f"  {mark}  {check.name}: {check.detail}")
+    lines.append("  steps:")
+    lines += [f"    {number}. {step}" for number, step in enumerate(steps, start=1)]
+    return lines

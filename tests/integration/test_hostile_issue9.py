@@ -7,42 +7,24 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
-from redis_dr.backup import commit_backup, store_snapshot
-from redis_dr.catalog import Catalog
-from redis_dr.config import build_request
 from redis_dr.errors import NotFoundError, StorageFullError
-from redis_dr.manifest import Manifest
-from redis_dr.redis.connection import RedisEndpoint
 from redis_dr.restore.source import choose_backup
 from redis_dr.restore_test.container import container_throwaway
 from redis_dr.restore_test.request import RestoreTestRequest
 from redis_dr.restore_test.runner import RestoreTestReport, run_restore_test
 from redis_dr.sandbox.redis_server import RedisServer
-from redis_dr.storage import open_storage
+from tests.integration.test_validate import take_backup
 
 pytestmark = pytest.mark.integration
 
 INSTANCE = "hostile"
 THROWAWAY_MARK = "redis-dr-throwaway-"
-
-
-def take_backup(server: RedisServer, url: str) -> Manifest:
-    """A committed backup of `server` by the core functions."""
-    request = build_request(instance=INSTANCE, redis_url=server.url, storage=url)
-    storage = open_storage(url)
-    try:
-        reservation = Catalog(storage, INSTANCE).reserve(datetime.now(UTC))
-        snapshot = store_snapshot(request, RedisEndpoint.from_url(server.url), storage, reservation)
-        return commit_backup(request, storage, snapshot)
-    finally:
-        storage.close()
 
 
 def restore_test(store: str, **fields: object) -> RestoreTestReport:
@@ -60,7 +42,7 @@ def test_a_full_temporary_directory_says_how_to_give_the_throwaway_room(
     server = redis_factory()
     server.client().mset({f"k{n}": os.urandom(100) for n in range(3000)})
     url = f"file://{tmp_path / 'store'}"
-    take_backup(server, url)
+    take_backup(server, url, INSTANCE)
     tiny = tmpfs_factory("64k")
     previous, tempfile.tempdir = tempfile.tempdir, str(tiny)
     try:

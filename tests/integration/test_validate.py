@@ -53,12 +53,12 @@ def source() -> Iterator[RedisServer]:
     server.stop()
 
 
-def take_backup(server: RedisServer, url: str, **fields: object) -> Manifest:
+def take_backup(server: RedisServer, url: str, instance: str = INSTANCE, **fields: object) -> Manifest:
     """A backup by the core functions (the flow adds nothing validation looks at), committed."""
-    request = build_request(instance=INSTANCE, redis_url=server.url, storage=url, **fields)
+    request = build_request(instance=instance, redis_url=server.url, storage=url, **fields)
     storage = open_storage(url)
     try:
-        reservation = Catalog(storage, INSTANCE).reserve(datetime.now(UTC))
+        reservation = Catalog(storage, instance).reserve(datetime.now(UTC))
         snapshot = store_snapshot(request, RedisEndpoint.from_url(server.url), storage, reservation)
         return commit_backup(request, storage, snapshot)
     finally:
