@@ -89,12 +89,14 @@ def no_throwaway_left() -> Iterator[None]:
     assert set(throwaway_dirs()) - before == set()
 
 
-def restore_test(store: str, live: RedisServer | None = None, **fields: object) -> RestoreTestReport:
+def restore_test(
+    store: str, live: RedisServer | None = None, why_not: str | None = None, **fields: object
+) -> RestoreTestReport:
     request = RestoreTestRequest(instance=INSTANCE, storage=[store], **fields)  # type: ignore[arg-type]
     opened = choose_backup(request.backup, list(request.storage), INSTANCE)
     source = RedisEndpoint.from_url(live.url) if live is not None else None
     try:
-        return run_restore_test(request, opened, [], source)
+        return run_restore_test(request, opened, [], source, why_not=why_not)
     finally:
         opened.close()
 
@@ -127,6 +129,14 @@ def test_the_live_server_is_found_through_its_target_as_scheduled_tests_name_it(
 
     [finding] = [finding for finding in report.verification.findings if finding.name == "live server"]
     assert finding.result is Result.PASS and report.source_keys == report.keys_restored, finding
+
+
+def test_a_live_server_whose_target_cannot_be_read_is_named_and_the_test_goes_on(store: str) -> None:
+    report = restore_test(store, why_not="its address is not known: no such config file")
+
+    [finding] = [finding for finding in report.verification.findings if finding.name == "live server"]
+    assert finding.result is Result.WARN and "its address is not known: no such config file" in finding.detail
+    assert report.passed
 
 
 def test_a_backup_whose_data_does_not_match_its_manifest_fails_naming_it(
