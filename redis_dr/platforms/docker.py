@@ -36,7 +36,7 @@ import stat as stat_module
 import tarfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
 from typing import IO, Any
 from urllib.parse import quote
@@ -96,6 +96,31 @@ def _docker() -> ModuleType:
         raise ConfigError("Docker targets need the 'docker' Python package: pip install docker") from None
     module: ModuleType = docker
     return module
+
+
+@contextlib.contextmanager
+def engine_errors(
+    doing: str, *, container: str = "", not_found: Callable[[Exception], RedisDRError | None] | None = None
+) -> Iterator[None]:
+    """Docker SDK and engine errors raised in the block as one-line RedisDRErrors, naming `container`
+    (if given) in the engine's refusals; `not_found` words a 404 its own way (None: the engine's words)."""
+    docker = _docker()
+    import requests
+
+    try:
+        yield
+    except RedisDRError:
+        raise
+    except docker.errors.APIError as exc:
+        worded = not_found(exc) if not_found is not None and isinstance(exc, docker.errors.NotFound) else None
+        raise (worded or _api_error(exc, f"{doing} ({container})" if container else doing)) from None
+    except tarfile.TarError as exc:
+        named = f" (container {container})" if container else ""
+        raise TransientError(
+            f"{doing}: the archive from the Docker engine broke off ({exc}){named}"
+        ) from None
+    except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as exc:
+        raise _unreachable(exc, doing) from None
 
 
 def engine_host() -> str:
@@ -624,26 +649,11 @@ class DockerPlatform(Platform):
                 self._client = _docker().from_env()
         return self._client
 
-    @contextlib.contextmanager
-    def _engine(self, doing: str) -> Iterator[None]:
-        """Turn SDK and engine errors into one-line RedisDRErrors."""
-        docker = _docker()
-        import requests
-
-        try:
-            yield
-        except RedisDRError:
-            raise
-        except docker.errors.NotFound as exc:
-            raise self._not_found(_explanation(exc)) from None
-        except docker.errors.APIError as exc:
-            raise _api_error(exc, f"{doing} ({self.container})") from None
-        except tarfile.TarError as exc:
-            raise TransientError(
-                f"{doing}: the archive from the Docker engine broke off ({exc}) (container {self.container})"
-            ) from None
-        except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as exc:
-            raise _unreachable(exc, doing) from None
+    def _engine(self, doing: str) -> contextlib.AbstractContextManager[None]:
+        """Turn SDK and engine errors into one-line RedisDRErrors naming the container."""
+        return engine_errors(
+            doing, container=self.container, not_found=lambda exc: self._not_found(_explanation(exc))
+        )
 
     def _not_found(self, explanation: str) -> NotFoundError:
         if not explanation or "no such container" in explanation.lower():

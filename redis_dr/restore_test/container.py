@@ -23,7 +23,7 @@ from typing import Any
 import redis
 
 from redis_dr.errors import IntegrityError, NotFoundError, RedisDRError
-from redis_dr.platforms.docker import _api_error, _docker, _explanation, _unreachable
+from redis_dr.platforms.docker import _docker, _explanation, engine_errors
 from redis_dr.restore.throwaway import THROWAWAY_DATABASES, LoadReport, write_plain
 
 #: The label of every throwaway container: the id of the process that started it.
@@ -39,7 +39,8 @@ _LOAD_GRACE, _SLOW_LOAD_RATE = 60.0, 20_000_000
 def container_throwaway(image: str, rdb_chunks: Iterable[bytes]) -> Iterator[tuple[Path, LoadReport]]:
     """Write the RDB, run `image`'s redis-server on it, wait until loaded; yield (socket path, load
     report). The container and both directories are removed on exit, failures included."""
-    client = _client()
+    with _engine("connecting to the Docker engine"):
+        client = _docker().from_env()
     remove_orphans(client)
     data_dir = Path(tempfile.mkdtemp(prefix="redis-dr-throwaway-"))
     socket_dir = Path(tempfile.mkdtemp(prefix="redis-dr-sock-"))
@@ -158,26 +159,12 @@ def _wait_loaded(container: Any, socket_path: Path, timeout: float) -> redis.Red
         time.sleep(_POLL)
 
 
-def _client() -> Any:
-    with _engine("connecting to the Docker engine"):
-        return _docker().from_env()
+def _engine(doing: str) -> contextlib.AbstractContextManager[None]:
+    """Engine errors as one line; a missing image says to pull or build it (it is never pulled)."""
 
+    def image_missing(exc: Exception) -> RedisDRError | None:
+        if not isinstance(exc, _docker().errors.ImageNotFound):
+            return None  # another 404 (a container gone): the engine's own words
+        return NotFoundError(f"{doing}: image not found ({_explanation(exc)}): pull or build it first")
 
-@contextlib.contextmanager
-def _engine(doing: str) -> Iterator[None]:
-    """Docker SDK and engine errors as one-line RedisDRErrors."""
-    docker = _docker()
-    import requests
-
-    try:
-        yield
-    except RedisDRError:
-        raise
-    except docker.errors.ImageNotFound as exc:
-        raise NotFoundError(
-            f"{doing}: image not found ({_explanation(exc)}): pull or build it first"
-        ) from None
-    except docker.errors.APIError as exc:
-        raise _api_error(exc, doing) from None
-    except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as exc:
-        raise _unreachable(exc, doing) from None
+    return engine_errors(doing, not_found=image_missing)
