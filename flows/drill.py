@@ -39,7 +39,7 @@ from redis_dr.drill.measure import (
 from redis_dr.drill.plan import DrillPlan, make_plan, restore_request
 from redis_dr.drill.report import DrillOutcome, markdown
 from redis_dr.drill.request import DrillRequest
-from redis_dr.errors import PermanentError, RedisDRError, RefusedError
+from redis_dr.errors import PermanentError, RedisDRError, RefusedError, reworded
 from redis_dr.manifest import backup_id_for
 from redis_dr.metrics.model import Operation, RunMetrics, RunTimer
 from redis_dr.metrics.targets import MetricsTargets
@@ -312,10 +312,7 @@ def _explained(run: DrillRun, exc: RedisDRError) -> RedisDRError:
 def _same_kind(exc: RedisDRError, message: str) -> RedisDRError:
     """An error of the same type as `exc` (so the same exit code) with this message; when that type
     carries more than a message, a DrillAbortedError with its exit code."""
-    try:
-        return type(exc)(message)
-    except Exception:
-        return DrillAbortedError(message, exit_code=exc.exit_code)
+    return reworded(exc, message) or DrillAbortedError(message, exit_code=exc.exit_code)
 
 
 def _record_failure(run: DrillRun, failure: str, log: RunLog) -> None:

@@ -21,7 +21,7 @@ from pydantic import Field
 from flows.lease import instance_lease
 from flows.restore_report import RestoreOutcome, RestoreRun, phase_lines, publish_artifact, verification_lines
 from flows.run_names import run_name_for
-from redis_dr.errors import RedisDRError, RefusedError
+from redis_dr.errors import RedisDRError, RefusedError, reworded
 from redis_dr.metrics.model import Operation, RunMetrics, RunTimer
 from redis_dr.metrics.targets import MetricsTargets
 from redis_dr.platforms.base import aside_dir, check_tag
@@ -86,7 +86,7 @@ def restore(
         if isinstance(exc, VerificationError):
             run.report = exc.report
         if run.step in UNTOUCHED_STEPS and "nothing was touched" not in str(exc):
-            exc = _with_note(exc, "the target was not touched")  # the CLI's line says so too
+            exc = reworded(exc, f"{exc}; the target was not touched") or exc  # the CLI's line says so too
         log.error("restore of %s failed at %s: %s", request.instance, run.step, exc)
         publish_artifact(run, error=str(exc))
         report_metrics(metrics, lambda: [restore_metrics(run, timer, None)], log)
@@ -109,14 +109,6 @@ def restore_metrics(run: RestoreRun, timer: RunTimer, outcome: RestoreOutcome | 
         size_bytes=run.plan.backup.raw_size if done and run.plan is not None else None,
         key_count=outcome.verification.keys_loaded if outcome is not None else None,
     )  # fmt: skip
-
-
-def _with_note(exc: RedisDRError, note: str) -> RedisDRError:
-    """The same error (same type, so the same exit code) with a note added to its line."""
-    try:
-        return type(exc)(f"{exc}; {note}")
-    except TypeError:  # an error type that carries more than a message
-        return exc
 
 
 def deployed_as_protected() -> bool:

@@ -14,6 +14,15 @@ class RedisDRError(Exception):
     exit_code = 1
 
 
+
+def reworded(exc: RedisDRError, message: str) -> RedisDRError | None:
+    """An error of the same type as `exc` (so the same exit code) saying `message`; None when that
+    type takes more than a message (the caller decides what stands in for it)."""
+    try:
+        return type(exc)(message)
+    except TypeError:
+        return None
+
 class TransientError(RedisDRError):
     """May succeed if tried again: timeouts, dropped connections, throttling."""
 
